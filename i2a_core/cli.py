@@ -1,0 +1,66 @@
+"""The `i2a` command line: parses flags and hands them to one command module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+# name -> module under i2a_core.commands; imported lazily so `i2a --help` stays fast.
+COMMANDS = {
+    "sonify": "i2a_core.commands.sonify",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="i2a",
+        description="Give sound to images: CLIP -> translator -> AudioLDM, from a laptop to a Ray cluster.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def quiet_libraries() -> None:
+    """Keep model-loading chatter (progress bars, deprecation banners) off the user's terminal."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    logging.getLogger("open_clip").setLevel(logging.WARNING)
+    try:
+        import diffusers
+        import transformers
+
+        diffusers.utils.logging.set_verbosity_error()
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    from i2a_core.commands.common import CommandError
+    from i2a_core.hub import ModelUnavailable
+    from i2a_core.translator import TranslatorError
+
+    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    try:
+        return args.run(args)
+    except (CommandError, ModelUnavailable, TranslatorError) as e:
+        print(f"i2a {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"i2a {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""open_clip image and text encoder: loaded once per process, batched, inference mode, fp16 on CUDA."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from i2a_core import hub, storage, tiny
+from i2a_core.devices import pick_device, pick_dtype
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Which CLIP to load: an open_clip name with a pretrained tag or checkpoint, or hf-hub:/local-dir:."""
+
+    model: str = "ViT-B-32"
+    pretrained: str | None = "openai"
+
+
+def _resolve(spec: ClipSpec) -> tuple[str, str | None]:
+    """(model name, pretrained) that open_clip can load without touching the network."""
+    import open_clip
+
+    if tiny.is_tiny(spec.model):
+        return f"local-dir:{tiny.resolve(spec.model)}", None
+    if spec.model.startswith("local-dir:"):
+        path = spec.model[len("local-dir:"):]
+        if not os.path.isdir(path):
+            raise hub.ModelUnavailable(f"cannot load CLIP '{spec.model}': no such directory")
+        return spec.model, None
+    if spec.model.startswith("hf-hub:"):
+        repo = spec.model[len("hf-hub:"):]
+        local = hub.resolve_repo(repo, "CLIP", "--clip-model local-dir:",
+                                 allow_patterns=["open_clip_config.json", "*.safetensors", "*.bin", "*.txt"])
+        return f"local-dir:{local}", None
+    if spec.model not in open_clip.list_models():
+        raise hub.ModelUnavailable(f"cannot load CLIP '{spec.model}': not an open_clip model name "
+                                   f"(see open_clip.list_models()), hf-hub:ORG/NAME or local-dir:PATH")
+    pretrained = spec.pretrained
+    if pretrained and storage.is_remote(pretrained):
+        return spec.model, storage.local_copy(pretrained, os.path.join(hub.cache_dir(), "remote"))
+    if not pretrained or os.path.exists(pretrained):
+        return spec.model, pretrained
+    cfg = open_clip.get_pretrained_cfg(spec.model, pretrained)
+    if not cfg:
+        tags = [tag for name, tag in open_clip.list_pretrained() if name == spec.model]
+        raise hub.ModelUnavailable(f"cannot load CLIP '{spec.model}': unknown pretrained tag '{pretrained}' "
+                                   f"(known: {', '.join(tags) or 'none'}; or pass a checkpoint path)")
+    if cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"].rstrip("/")) if cfg["hf_hub"].count("/") > 1 \
+            else (cfg["hf_hub"].rstrip("/"), "")
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        checkpoint = hub.resolve_file(repo, names, f"CLIP {spec.model}/{pretrained}",
+                                      "--clip-pretrained")
+        return spec.model, checkpoint
+    if not hub.hub_reachable():
+        raise hub.ModelUnavailable(f"cannot load CLIP {spec.model}/{pretrained}: it downloads from "
+                                   f"{cfg.get('url')} and this machine is offline; pass --clip-pretrained PATH")
+    return spec.model, pretrained
+
+
+class ClipEncoder:
+    """CLIP image and text towers. Vectors come back as CLIP outputs them: float32, not normalised."""
+
+    def __init__(self, spec: ClipSpec = ClipSpec(), device: str | None = None, batch_size: int = 64):
+        import open_clip
+
+        name, pretrained = _resolve(spec)
+        self.spec = spec
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device)
+        self.batch_size = batch_size
+        model, _, self.preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=self.device,
+            precision="fp16" if self.dtype == torch.float16 else "fp32",
+        )
+        self.model = model.eval()
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.context_length = getattr(self.tokenizer, "context_length", 77)
+        self.dim = int(self.encode_texts([""]).shape[1])
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Encode preprocessed images, shape [B, 3, H, W], as produced by `self.preprocess`."""
+        pixels = torch.as_tensor(pixels)
+        out = [self.model.encode_image(chunk.to(self.device, self.dtype)).float().cpu()
+               for chunk in pixels.split(self.batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
+
+    def encode_images(self, images: list) -> np.ndarray:
+        """Encode PIL images with the model's own preprocessing (CLIP's mean/std, not ImageNet's)."""
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.encode_pixels(torch.stack([self.preprocess(image) for image in images]))
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(list(texts[start:start + self.batch_size])).to(self.device)
+            out.append(self.model.encode_text(tokens).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
+
+    @property
+    def image_size(self) -> int:
+        size = getattr(self.model.visual, "image_size", 224)
+        return int(size[0] if isinstance(size, (tuple, list)) else size)

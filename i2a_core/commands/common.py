@@ -1,0 +1,62 @@
+"""Flags shared by every command: models (preset + overrides), generation settings, input/output."""
+
+from __future__ import annotations
+
+import argparse
+
+from i2a_core.presets import DEFAULT_PRESET, PRESETS, ModelSpec, resolve_models
+from i2a_core.sonify import GenerationSettings
+
+
+class CommandError(Exception):
+    """A fatal, user-facing error: printed as one line, exit status 2."""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, translator: bool = True) -> None:
+    group = parser.add_argument_group("models (each flag overrides the preset's choice)")
+    group.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                       help="; ".join(f"{name}: {p.note}" for name, p in PRESETS.items())
+                       + f" (default: {DEFAULT_PRESET})")
+    group.add_argument("--clip-model", help="open_clip model name (ViT-B-32), hf-hub:ORG/NAME or local-dir:PATH")
+    group.add_argument("--clip-pretrained", help="open_clip pretrained tag (openai) or checkpoint path/URL")
+    group.add_argument("--audioldm", help="AudioLDM hub id (cvssp/audioldm-s-full-v2), local diffusers "
+                                          "directory or s3:// prefix; its text encoder is the CLAP target")
+    if translator:
+        group.add_argument("--translator", help="translator directory, local or s3:// "
+                                                "(config.json + model.safetensors)")
+    group.add_argument("--device", help="torch device (default: cuda when visible, else cpu)")
+
+
+def models_from_args(args: argparse.Namespace) -> ModelSpec:
+    try:
+        return resolve_models(args.preset, args.clip_model, args.clip_pretrained, args.audioldm,
+                              getattr(args, "translator", None))
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("generation (defaults come from the preset)")
+    group.add_argument("--duration", type=float, help="seconds of audio per clip (real preset: 10)")
+    group.add_argument("--steps", type=int, help="diffusion steps (real preset: 50)")
+    group.add_argument("--guidance", type=float, help="classifier-free guidance scale (real preset: 2.5)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="base seed; each clip's seed derives from it and the input, so reruns match")
+    group.add_argument("--batch-size", type=int, default=4, help="clips per generator call (default: 4)")
+
+
+def generation_from_args(args: argparse.Namespace) -> GenerationSettings:
+    preset = PRESETS[args.preset]
+    settings = GenerationSettings(
+        duration=args.duration if args.duration is not None else preset.duration,
+        steps=args.steps if args.steps is not None else preset.steps,
+        guidance=args.guidance if args.guidance is not None else preset.guidance,
+        seed=args.seed, batch_size=args.batch_size,
+    )
+    if not settings.duration > 0:
+        raise CommandError(f"--duration {settings.duration:g}: must be a positive number of seconds")
+    if settings.steps < 1:
+        raise CommandError(f"--steps {settings.steps}: must be at least 1")
+    if settings.batch_size < 1:
+        raise CommandError(f"--batch-size {settings.batch_size}: must be at least 1")
+    return settings

@@ -1,0 +1,59 @@
+"""Named model bundles (the real AudioLDM stack, or tiny offline models) resolved into plain specs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from i2a_core.audioldm import DEFAULT_AUDIOLDM
+from i2a_core.clip import ClipSpec
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which models a job uses. Plain strings, so it crosses process boundaries; each actor loads its own."""
+
+    clip: ClipSpec
+    audioldm: str
+    translator: str | None  # None: no translator (text input, or a job that does not need one)
+
+    def describe(self) -> dict:
+        return {"clip_model": self.clip.model, "clip_pretrained": self.clip.pretrained,
+                "audioldm": self.audioldm, "translator": self.translator}
+
+
+@dataclass(frozen=True)
+class Preset:
+    models: ModelSpec
+    duration: float  # seconds of audio per clip
+    steps: int
+    guidance: float
+    note: str
+
+
+PRESETS = {
+    "audioldm-s-full-v2": Preset(
+        ModelSpec(ClipSpec("ViT-B-32", "openai"), DEFAULT_AUDIOLDM, None),
+        duration=10.0, steps=50, guidance=2.5,
+        note="OpenAI CLIP ViT-B/32 and AudioLDM-S-full-v2 from the hub; bring a translator (--translator)."),
+    "tiny": Preset(
+        ModelSpec(ClipSpec("tiny:clip", None), "tiny:audioldm", "tiny:translator"),
+        duration=2.5, steps=4, guidance=2.5,
+        note="tiny random models built offline in seconds, for tests and trying the pipeline; the audio is noise."),
+}
+DEFAULT_PRESET = "audioldm-s-full-v2"
+
+
+def resolve_models(preset: str = DEFAULT_PRESET, clip_model: str | None = None, clip_pretrained: str | None = None,
+                   audioldm: str | None = None, translator: str | None = None) -> ModelSpec:
+    """The preset's models with every explicitly given flag overriding its choice."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
+    models = PRESETS[preset].models
+    clip = models.clip
+    if clip_model is not None:
+        # A new model name drops the preset's weights; the documented default tag applies
+        # (hf-hub: and local-dir: carry their own weights and ignore it).
+        clip = ClipSpec(clip_model, clip_pretrained or "openai")
+    elif clip_pretrained is not None:
+        clip = replace(clip, pretrained=clip_pretrained)
+    return ModelSpec(clip=clip, audioldm=audioldm or models.audioldm, translator=translator or models.translator)

@@ -1,0 +1,195 @@
+"""Images or texts to audio clips: CLIP -> translator -> AudioLDM, loaded once, batched, written as WAV + JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import soundfile
+
+from i2a_core import images, storage
+from i2a_core.audioldm import AudioLDMGenerator
+from i2a_core.clip import ClipEncoder
+from i2a_core.presets import ModelSpec
+from i2a_core.translator import Translator, TranslatorError, load_translator
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    duration: float = 10.0
+    steps: int = 50
+    guidance: float = 2.5
+    seed: int = 0  # base seed; each clip's seed derives from it and the input's key
+    batch_size: int = 4
+
+
+def seed_for(key: str, base_seed: int) -> int:
+    """A clip's seed: stable across reruns and batch layouts, different for every input."""
+    digest = hashlib.sha256(f"{base_seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class Sonifier:
+    """The whole model chain, loaded once per process (or per Ray actor)."""
+
+    def __init__(self, models: ModelSpec, device: str | None = None, need_translator: bool = True):
+        self.models = models
+        self.generator = AudioLDMGenerator(models.audioldm, device=device)
+        self.clip: ClipEncoder | None = None
+        self.translator: Translator | None = None
+        if need_translator:
+            if not models.translator:
+                raise TranslatorError("images need a translator: pass --translator DIR|URL "
+                                      "(train one with `i2a train`), or use --preset tiny")
+            self.translator = load_translator(models.translator)
+            self.clip = ClipEncoder(models.clip, device=device)
+            self.translator.check_dims(self.clip.dim, self.generator.clap_dim, where=models.translator)
+
+    def clap_for_images(self, pil_images: list) -> tuple[np.ndarray, list[dict] | None]:
+        """CLAP vectors for images, and the translator's per-image explanation when it has one."""
+        clip_vectors = self.clip.encode_images(pil_images)
+        return self.translator.translate(clip_vectors), self.translator.explain(clip_vectors)
+
+    def clap_for_texts(self, texts: list[str]) -> np.ndarray:
+        """Plain AudioLDM text conditioning, through AudioLDM's own CLAP encoder."""
+        return self.generator.clap.encode(texts)
+
+    def generate(self, clap_vectors: np.ndarray, keys: list[str], settings: GenerationSettings) -> list[np.ndarray]:
+        seeds = [seed_for(key, settings.seed) for key in keys]
+        return self.generator.generate(clap_vectors, seeds, duration=settings.duration, steps=settings.steps,
+                                       guidance=settings.guidance)
+
+
+def wav_bytes(waveform: np.ndarray, sample_rate: int) -> bytes:
+    """Mono 16-bit PCM WAV."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(waveform, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def write_clip(output: str, name: str, waveform: np.ndarray, sample_rate: int, record: dict) -> str:
+    """Write `<output>/<name>.wav` and its JSON sidecar atomically; returns the WAV path."""
+    wav_path = storage.join(output, f"{name}.wav")
+    storage.write_bytes_atomic(wav_path, wav_bytes(waveform, sample_rate))
+    storage.write_text_atomic(storage.join(output, f"{name}.json"), json.dumps(record, indent=2, default=str))
+    return wav_path
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe rendering of one path component."""
+    cleaned = _UNSAFE.sub("_", text).strip("._")
+    return cleaned[:120] or "input"
+
+
+def output_names(sources: list[tuple[str, str]]) -> list[str]:
+    """Unique output names for (source, base name) pairs.
+
+    A base name used by several inputs (two `a.jpg` in different folders) gets a short hash of its
+    source appended, so names never collide and a rerun gives the same names.
+    """
+    counts: dict[str, int] = {}
+    for _, base in sources:
+        counts[base] = counts.get(base, 0) + 1
+    return [base if counts[base] == 1 else f"{base}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+            for source, base in sources]
+
+
+def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
+    """(source, base name) for every image under the given files, folders and URLs, in a stable order."""
+    expanded = []
+    for item in inputs:
+        if images.is_url(item):
+            stem = os.path.splitext(os.path.basename(item.split("?")[0].rstrip("/")))[0]
+            expanded.append((item, safe_name(stem or "url")))
+        elif os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                for file in sorted(files):
+                    if os.path.splitext(file)[1].lower() in images.IMAGE_EXTENSIONS:
+                        relative = os.path.relpath(os.path.join(root, file), item)
+                        parts = [safe_name(p) for p in os.path.splitext(relative)[0].split(os.sep)]
+                        expanded.append((os.path.join(root, file), "/".join(parts)))
+        else:
+            expanded.append((item, safe_name(os.path.splitext(os.path.basename(item))[0])))
+    return expanded
+
+
+@dataclass
+class ClipResult:
+    source: str
+    name: str
+    ok: bool
+    error: str = ""
+    wav: str = ""
+
+
+def clip_record(source: str, models: ModelSpec, seed: int, settings: GenerationSettings, sample_rate: int,
+                timings: dict, explanation: dict | None = None, modality: str = "image") -> dict:
+    record = {"input": source, "modality": modality, "models": models.describe(), "seed": seed,
+              **{k: v for k, v in asdict(settings).items() if k != "seed"}, "base_seed": settings.seed,
+              "sample_rate": sample_rate, "timings_s": timings}
+    if explanation:
+        record.update(explanation)
+    return record
+
+
+def sonify_sources(sonifier: Sonifier, sources: list[tuple[str, str]], output: str, settings: GenerationSettings,
+                   limits: images.ImageLimits = images.ImageLimits(), log=print) -> list[ClipResult]:
+    """Decode, translate, generate and write every image source; one bad input never stops the others."""
+    names = output_names(sources)
+    results: list[ClipResult] = []
+    decoded = []
+    for (source, _), name in zip(sources, names):
+        started = time.perf_counter()
+        try:
+            decoded.append((source, name, images.load_image(source, limits), time.perf_counter() - started))
+        except images.ImageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            results.append(ClipResult(source, name, False, str(e)))
+    for start in range(0, len(decoded), settings.batch_size):
+        batch = decoded[start:start + settings.batch_size]
+        started = time.perf_counter()
+        clap, explanations = sonifier.clap_for_images([image for _, _, image, _ in batch])
+        encode_s = (time.perf_counter() - started) / len(batch)
+        started = time.perf_counter()
+        waveforms = sonifier.generate(clap, [source for source, *_ in batch], settings)
+        generate_s = (time.perf_counter() - started) / len(batch)
+        for i, ((source, name, _, read_s), waveform) in enumerate(zip(batch, waveforms)):
+            record = clip_record(source, sonifier.models, seed_for(source, settings.seed), settings,
+                                 sonifier.generator.sample_rate,
+                                 {"read_decode": read_s, "encode_translate": encode_s, "generate": generate_s},
+                                 explanations[i] if explanations else None)
+            wav = write_clip(output, name, waveform, sonifier.generator.sample_rate, record)
+            results.append(ClipResult(source, name, True, wav=wav))
+            log(f"wrote {wav}")
+    return results
+
+
+def sonify_texts(sonifier: Sonifier, texts: list[str], output: str, settings: GenerationSettings,
+                 log=print) -> list[ClipResult]:
+    """Plain AudioLDM: text -> AudioLDM's CLAP -> audio, the reference to compare image sonifications with."""
+    names = output_names([(text, "text-" + safe_name(text)[:60]) for text in texts])
+    results = []
+    for start in range(0, len(texts), settings.batch_size):
+        batch, batch_names = texts[start:start + settings.batch_size], names[start:start + settings.batch_size]
+        started = time.perf_counter()
+        waveforms = sonifier.generate(sonifier.clap_for_texts(batch), batch, settings)
+        generate_s = (time.perf_counter() - started) / len(batch)
+        for text, name, waveform in zip(batch, batch_names, waveforms):
+            record = clip_record(text, sonifier.models, seed_for(text, settings.seed), settings,
+                                 sonifier.generator.sample_rate, {"generate": generate_s}, modality="text")
+            record["models"]["translator"] = None
+            wav = write_clip(output, name, waveform, sonifier.generator.sample_rate, record)
+            results.append(ClipResult(text, name, True, wav=wav))
+            log(f"wrote {wav}")
+    return results

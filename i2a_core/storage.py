@@ -1,0 +1,106 @@
+"""Local and object-storage paths behind one fsspec interface: join, read, list, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import uuid
+
+import fsspec
+
+
+def is_remote(url: str) -> bool:
+    """True for any fsspec URL with a protocol other than the local disk (s3://, gs://, memory://...)."""
+    return "://" in str(url) and not str(url).startswith("file://")
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem that holds `url` and the path inside it.
+
+    s3fs reads the endpoint and credentials from the standard AWS settings (AWS_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID, profiles, instance roles), so MinIO and other S3-compatible stores work.
+    """
+    return fsspec.core.url_to_fs(str(url))
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or URL without touching the protocol."""
+    base = str(base)
+    if is_remote(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+def read_text(url: str) -> str:
+    return read_bytes(url).decode("utf-8")
+
+
+def makedirs(url: str) -> None:
+    fs, path = filesystem(url)
+    if not is_remote(url):
+        fs.makedirs(path, exist_ok=True)
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write so that readers see either no file or the whole file, never a partial one.
+
+    Local files are written beside the target and renamed (atomic on POSIX). An object-store PUT
+    is already all-or-nothing, so remote files are written in one call.
+    """
+    fs, path = filesystem(url)
+    if is_remote(url):
+        fs.pipe_file(path, data)
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomic(url: str, text: str) -> None:
+    write_bytes_atomic(url, text.encode("utf-8"))
+
+
+def local_copy(url: str, cache_root: str) -> str:
+    """A local path holding the file or folder at `url`, downloaded once into `cache_root`."""
+    if not is_remote(url):
+        return str(url)
+    fs, path = filesystem(url)
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    target = os.path.join(cache_root, protocol, path.strip("/"))
+    if os.path.exists(target):
+        return target
+    if not fs.exists(path):
+        raise FileNotFoundError(f"{url}: no such file or prefix")
+    # Download beside the target, then rename: a concurrent or killed download never leaves half a model.
+    staging = f"{target}.{uuid.uuid4().hex}.partial"
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if fs.isdir(path):
+        fs.get(path.rstrip("/") + "/", staging + "/", recursive=True)
+    else:
+        fs.get_file(path, staging)
+    try:
+        os.rename(staging, target)
+    except OSError:  # another process won the race
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
