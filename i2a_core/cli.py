@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     from i2a_core.hub import ModelUnavailable
     from i2a_core.translator import TranslatorError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Commands with positional INPUTs accept them anywhere, also after options (`--output d a.jpg b.jpg`).
+    args, extra = parser.parse_known_args(argv)
+    if extra and (any(e.startswith("-") for e in extra) or not hasattr(args, "inputs")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.inputs = list(args.inputs) + extra
     quiet_libraries()
     try:
         return args.run(args)

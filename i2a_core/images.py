@@ -23,6 +23,9 @@ _FORMAT_OF_EXTENSION = {
 }
 
 
+OBJECT_STORE_SCHEMES = ("s3://", "gs://", "gcs://", "file://", "memory://")
+
+
 class ImageError(ValueError):
     """An input that cannot become an image; str() is one line naming the input and the reason."""
 
@@ -49,7 +52,7 @@ def read_image_bytes(source: str, limits: ImageLimits = ImageLimits()) -> bytes:
     source = str(source)
     if is_url(source):
         return _download(source, limits)
-    if "://" in source and not storage.is_remote(source):
+    if "://" in source and not source.startswith(OBJECT_STORE_SCHEMES):
         raise ImageError(source, "only http://, https://, s3:// and local paths are supported", "bad_url")
     try:
         return storage.read_bytes(source)
@@ -73,7 +76,7 @@ def _download(url: str, limits: ImageLimits) -> bytes:
                 raise ImageError(url, f"{int(declared)} bytes, over the {limits.max_bytes}-byte download cap",
                                  "too_large")
             chunks, total = [], 0
-            while chunk := response.read(64 * 1024):
+            while chunk := response.read1(64 * 1024):  # read1: return what has arrived, do not wait for more
                 total += len(chunk)
                 if total > limits.max_bytes:
                     raise ImageError(url, f"over the {limits.max_bytes}-byte download cap", "too_large")
@@ -110,6 +113,8 @@ def decode_image(data: bytes, name: str, limits: ImageLimits = ImageLimits(),
             raise ImageError(name, f"too many pixels ({e})", "too_large") from None
         except UnidentifiedImageError:
             raise ImageError(name, f"not an image (starts with {data[:16]!r})", "not_image") from None
+        except Exception as e:  # a header cut short or mangled
+            raise ImageError(name, f"truncated or corrupt image ({e})", "corrupt") from None
         width, height = image.size
         if width * height > limits.max_pixels:
             raise ImageError(name, f"{width}x{height} pixels, over the {limits.max_pixels:,}-pixel limit",

@@ -1,0 +1,92 @@
+"""Image input: every awkward mode decodes to upright RGB; every bad input names itself and the reason."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from i2a_core import images
+from i2a_core.images import ImageError, ImageLimits, decode_image, load_image
+from tests.helpers import image_bytes
+
+
+@pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("CMYK", "JPEG"), ("RGBA", "PNG"), ("LA", "PNG"),
+                                      ("P", "PNG"), ("P", "GIF"), ("RGB", "WEBP"), ("1", "BMP")])
+def test_modes_become_rgb(mode, fmt):
+    image = decode_image(image_bytes(mode, fmt=fmt), f"x.{fmt.lower()}".replace("jpeg", "jpg"))
+    assert image.mode == "RGB" and image.size == (48, 32)
+
+
+def test_alpha_composites_over_white():
+    buffer = io.BytesIO()
+    Image.new("RGBA", (4, 4), (0, 0, 0, 0)).save(buffer, "PNG")
+    assert decode_image(buffer.getvalue(), "clear.png").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_palette_with_transparency_composites():
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([10, 20, 30] * 256)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=0)
+    assert decode_image(buffer.getvalue(), "p.png").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_16_bit_keeps_its_range():
+    pixels = np.full((8, 8), 65535, np.uint16)
+    pixels[0, 0] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    image = decode_image(buffer.getvalue(), "deep.png")
+    assert image.getpixel((1, 1)) == (255, 255, 255) and image.getpixel((0, 0)) == (0, 0, 0)
+
+
+def test_exif_orientation_is_applied():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = image_bytes(size=(40, 20), fmt="JPEG", exif=exif.tobytes())
+    assert decode_image(data, "rotated.jpg").size == (20, 40)
+
+
+@pytest.mark.parametrize("data,name,reason", [
+    (b"", "empty.png", "empty file"),
+    (b"<!DOCTYPE html><html>", "page.jpg", "not an image (starts with b'<!DOCTYPE"),
+    (image_bytes(fmt="PNG"), "liar.jpg", "extension says JPEG but the content is PNG"),
+    (image_bytes(fmt="JPEG")[:300], "cut.jpg", "truncated or corrupt"),
+    (image_bytes(fmt="PNG")[:-200], "cut.png", "truncated or corrupt PNG"),
+])
+def test_bad_bytes_get_one_clear_line(data, name, reason):
+    with pytest.raises(ImageError) as error:
+        decode_image(data, name)
+    message = str(error.value)
+    assert message.startswith(f"{name}: ") and reason in message and "\n" not in message
+
+
+def test_pixel_limit_stops_decompression_bombs():
+    with pytest.raises(ImageError, match=r"bomb.png: 48x32 pixels, over the 1,000-pixel limit"):
+        decode_image(image_bytes(), "bomb.png", ImageLimits(max_pixels=1000))
+
+
+def test_missing_file_and_bad_scheme(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(str(tmp_path / "nope.png"))
+    with pytest.raises(ImageError, match="only http://, https://"):
+        load_image("ftp://example.org/x.png")
+
+
+def test_urls(http_root):
+    root, base = http_root
+    (root / "ok.png").write_bytes(image_bytes())
+    assert load_image(f"{base}/ok.png").size == (48, 32)
+    with pytest.raises(ImageError, match=r"/missing.png: HTTP 404"):
+        load_image(f"{base}/missing.png")
+    with pytest.raises(ImageError, match="timed out after 1 s"):
+        load_image(f"{base}/slow.png", ImageLimits(timeout_s=1.0))
+    with pytest.raises(ImageError, match="download cap"):
+        load_image(f"{base}/ok.png", ImageLimits(max_bytes=100))
+
+
+def test_url_content_is_not_held_to_its_extension(http_root):
+    root, base = http_root
+    (root / "served.jpg").write_bytes(image_bytes(fmt="PNG"))  # hosts often mislabel; the bytes decide
+    assert images.load_image(f"{base}/served.jpg").mode == "RGB"

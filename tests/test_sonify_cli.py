@@ -1,0 +1,128 @@
+"""`i2a sonify` end to end with the tiny preset: files, folders, URLs, texts, reruns and every bad input."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from i2a_core.cli import main
+from i2a_core.translator import MLPTranslator, TranslatorConfig
+from tests.helpers import image_bytes, write_images
+
+TINY = ["--preset", "tiny", "--duration", "1.0", "--steps", "2"]
+
+
+def read_wav(path):
+    audio, rate = soundfile.read(path, dtype="int16")
+    return audio, rate
+
+
+def test_images_folders_and_urls(tmp_path, http_root, capsys):
+    root, base = http_root
+    (root / "from-web.png").write_bytes(image_bytes(seed=7))
+    write_images(tmp_path / "in", ["x/a.jpg", "y/a.jpg", "b.png"])
+    single = write_images(tmp_path / "other", ["a.jpg"])[0]
+    out = tmp_path / "out"
+    status = main(["sonify", str(tmp_path / "in"), "--input", str(single), f"{base}/from-web.png",
+                   "--output", str(out), *TINY])
+    assert status == 0, capsys.readouterr()
+    wavs = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
+    # Folder inputs keep their relative path; the lone a.jpg would collide with nothing, so no hash.
+    assert wavs == ["a.wav", "b.wav", "from-web.wav", "x/a.wav", "y/a.wav"]
+    audio, rate = read_wav(out / "x" / "a.wav")
+    assert rate == 16000 and audio.ndim == 1 and len(audio) == 16000
+    record = json.loads((out / "from-web.json").read_text())
+    assert record["input"] == f"{base}/from-web.png"
+    assert record["models"]["translator"] == "tiny:translator"
+    assert {"seed", "steps", "guidance", "duration", "timings_s"} <= set(record)
+    assert (record["steps"], record["duration"]) == (2, 1.0)
+
+
+def test_same_names_from_different_places_never_collide(tmp_path):
+    first = write_images(tmp_path / "p", ["a.jpg"])[0]
+    second = write_images(tmp_path / "q", ["a.jpg"])[0]
+    assert main(["sonify", str(first), str(second), "--output", str(tmp_path / "out"), *TINY]) == 0
+    names = sorted(p.name for p in (tmp_path / "out").glob("*.wav"))
+    assert len(names) == 2 and all(name.startswith("a-") for name in names)
+
+
+def test_seeded_rerun_is_bit_identical(tmp_path):
+    write_images(tmp_path / "in", ["a.png", "b.png", "c.png"])
+    for run in ("one", "two"):
+        assert main(["sonify", str(tmp_path / "in"), "--output", str(tmp_path / run), "--seed", "5", *TINY]) == 0
+    for name in ("a", "b", "c"):
+        assert (tmp_path / "one" / f"{name}.wav").read_bytes() == (tmp_path / "two" / f"{name}.wav").read_bytes()
+    different = tmp_path / "three"
+    assert main(["sonify", str(tmp_path / "in" / "a.png"), "--output", str(different), "--seed", "6", *TINY]) == 0
+    assert (different / "a.wav").read_bytes() != (tmp_path / "one" / "a.wav").read_bytes()
+
+
+def test_bad_inputs_are_named_and_the_rest_still_sound(tmp_path, http_root, capsys):
+    root, base = http_root
+    folder = tmp_path / "in"
+    write_images(folder, ["good.png"])
+    (folder / "page.jpg").write_text("<!DOCTYPE html>")
+    (folder / "liar.jpg").write_bytes(image_bytes(fmt="PNG"))
+    (folder / "cut.png").write_bytes(image_bytes(fmt="PNG")[:-200])
+    (folder / "huge.png").write_bytes(image_bytes(size=(300, 300)))
+    status = main(["sonify", str(folder), f"{base}/gone.png", f"{base}/slow.png", "--url-timeout", "1",
+                   "--max-pixels", "50000", "--output", str(tmp_path / "out"), *TINY])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert status == 1
+    assert [p.name for p in (tmp_path / "out").glob("*.wav")] == ["good.wav"]
+    expected = {"page.jpg": "not an image", "liar.jpg": "extension says JPEG", "cut.png": "truncated",
+                "huge.png": "over the 50,000-pixel limit", "gone.png": "HTTP 404", "slow.png": "timed out"}
+    assert len(errors) == len(expected)
+    for name, reason in expected.items():
+        assert any(name in line and reason in line for line in errors), (name, errors)
+
+
+def test_text_prompts_need_no_translator(tmp_path):
+    out = tmp_path / "out"
+    assert main(["sonify", "--text", "a dog barks in the rain", "--text", "waves", "--output", str(out), *TINY]) == 0
+    record = json.loads((out / "text-a_dog_barks_in_the_rain.json").read_text())
+    assert record["modality"] == "text" and record["models"]["translator"] is None
+    assert (out / "text-waves.wav").exists()
+
+
+def run_error(capsys, *argv) -> str:
+    assert main(list(argv)) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_fatal_errors_are_one_line(tmp_path, capsys):
+    image = str(write_images(tmp_path, ["a.png"])[0])
+    out = str(tmp_path / "out")
+    assert "AudioLDM makes clips from" in run_error(capsys, "sonify", image, "--output", out, "--preset", "tiny",
+                                                    "--duration", "100")
+    assert "--duration -1: must be a positive" in run_error(capsys, "sonify", image, "--output", out,
+                                                           "--preset", "tiny", "--duration", "-1")
+    assert f"{tmp_path}/nope: not a translator directory" in run_error(
+        capsys, "sonify", image, "--output", out, "--preset", "tiny", "--translator", str(tmp_path / "nope"))
+    MLPTranslator(TranslatorConfig(in_dim=512, out_dim=512, hidden=8)).save(str(tmp_path / "big"))
+    assert "maps 512-d CLIP to 512-d CLAP, but the encoders give 32-d CLIP and 16-d CLAP" in run_error(
+        capsys, "sonify", image, "--output", out, "--preset", "tiny", "--translator", str(tmp_path / "big"))
+    assert "nothing to sonify" in run_error(capsys, "sonify", "--output", out, "--preset", "tiny")
+    assert not os.path.exists(os.path.join(out, "a.wav"))
+
+
+def test_real_preset_offline_fails_fast_naming_the_model(tmp_path, capsys):
+    started = time.monotonic()
+    line = run_error(capsys, "sonify", "--text", "rain", "--output", str(tmp_path))
+    assert time.monotonic() - started < 20
+    assert "cvssp/audioldm-s-full-v2" in line and "--audioldm DIR" in line and "--preset tiny" in line
+
+
+def test_console_script_help():
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "i2a"), "sonify", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for flag in ("--translator", "--preset", "--duration", "--clip-model", "--audioldm", "--text", "--input"):
+        assert flag in result.stdout
