@@ -118,7 +118,7 @@ def _build_audioldm(directory: str) -> None:
     vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
         model_in_dim=16, sampling_rate=16000, upsample_initial_channel=16, upsample_rates=[8, 5, 4],
         upsample_kernel_sizes=[16, 10, 8], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]],
-        normalize_before=False, initializer_range=0.2,
+        normalize_before=False, initializer_range=0.15,  # audible noise; the default init is near-silent
     ))
     pipe = AudioLDMPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                             scheduler=scheduler, vocoder=vocoder)
