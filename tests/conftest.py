@@ -32,7 +32,8 @@ def ray_session(i2a_cache):
     """One local Ray instance for the whole test session."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    # address="local": never attach to a cluster that `ray start` left behind (the multi-node test makes one).
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"I2A_CACHE": i2a_cache, "HF_HUB_OFFLINE": "1"}})
     yield ray
     ray.shutdown()
