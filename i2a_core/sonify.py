@@ -41,14 +41,15 @@ class Sonifier:
 
     def __init__(self, models: ModelSpec, device: str | None = None, need_translator: bool = True):
         self.models = models
-        self.generator = AudioLDMGenerator(models.audioldm, device=device)
         self.clip: ClipEncoder | None = None
         self.translator: Translator | None = None
-        if need_translator:
+        if need_translator:  # the translator first: it is small, and a bad one should fail before big loads
             if not models.translator:
                 raise TranslatorError("images need a translator: pass --translator DIR|URL "
                                       "(train one with `i2a train`), or use --preset tiny")
             self.translator = load_translator(models.translator)
+        self.generator = AudioLDMGenerator(models.audioldm, device=device)
+        if need_translator:
             self.clip = ClipEncoder(models.clip, device=device)
             self.translator.check_dims(self.clip.dim, self.generator.clap_dim, where=models.translator)
 
@@ -104,6 +105,11 @@ def output_names(sources: list[tuple[str, str]]) -> list[str]:
             for source, base in sources]
 
 
+def _relative_name(relative: str) -> str:
+    """`sub/dir/a.jpg` -> `sub/dir/a`, each component made safe (no `..`, no absolute paths)."""
+    return "/".join(safe_name(part) for part in os.path.splitext(relative)[0].split("/") if part)
+
+
 def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
     """(source, base name) for every image under the given files, folders and URLs, in a stable order."""
     expanded = []
@@ -111,14 +117,18 @@ def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
         if images.is_url(item):
             stem = os.path.splitext(os.path.basename(item.split("?")[0].rstrip("/")))[0]
             expanded.append((item, safe_name(stem or "url")))
+        elif storage.is_remote(item) and storage.filesystem(item)[0].isdir(storage.filesystem(item)[1]):
+            fs, prefix = storage.filesystem(item)
+            for key in sorted(fs.find(prefix)):
+                if os.path.splitext(key)[1].lower() in images.IMAGE_EXTENSIONS:
+                    expanded.append((fs.unstrip_protocol(key), _relative_name(key[len(prefix.rstrip("/")) + 1:])))
         elif os.path.isdir(item):
             for root, dirs, files in os.walk(item):
                 dirs.sort()
                 for file in sorted(files):
                     if os.path.splitext(file)[1].lower() in images.IMAGE_EXTENSIONS:
-                        relative = os.path.relpath(os.path.join(root, file), item)
-                        parts = [safe_name(p) for p in os.path.splitext(relative)[0].split(os.sep)]
-                        expanded.append((os.path.join(root, file), "/".join(parts)))
+                        path = os.path.join(root, file)
+                        expanded.append((path, _relative_name(os.path.relpath(path, item).replace(os.sep, "/"))))
         else:
             expanded.append((item, safe_name(os.path.splitext(os.path.basename(item))[0])))
     return expanded

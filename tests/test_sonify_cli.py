@@ -126,3 +126,18 @@ def test_console_script_help():
     assert result.returncode == 0
     for flag in ("--translator", "--preset", "--duration", "--clip-model", "--audioldm", "--text", "--input"):
         assert flag in result.stdout
+
+
+def test_bucket_in_bucket_out(tmp_path, s3_bucket):
+    import fsspec
+
+    fs = fsspec.filesystem("s3")
+    for key in ("photos/a.png", "photos/deep/b.jpg"):
+        fs.pipe_file(f"{s3_bucket}/{key}", image_bytes(fmt="JPEG" if key.endswith(".jpg") else "PNG"))
+    fs.pipe_file(f"{s3_bucket}/photos/notes.txt", b"not an image, not listed")
+    assert main(["sonify", f"{s3_bucket}/photos", "--output", f"{s3_bucket}/sounds", *TINY]) == 0
+    fs.invalidate_cache()
+    written = sorted(path.split("/sounds/")[1] for path in fs.find(f"{s3_bucket}/sounds"))
+    assert written == ["a.json", "a.wav", "deep/b.json", "deep/b.wav"]
+    record = json.loads(fs.cat_file(f"{s3_bucket}/sounds/deep/b.json"))
+    assert record["input"] == f"{s3_bucket}/photos/deep/b.jpg"
