@@ -1,0 +1,7 @@
+"""stub"""
+HELP="x"
+DESCRIPTION="x"
+def add_arguments(p):
+    pass
+def run(a):
+    return 0
