@@ -12,7 +12,7 @@ import urllib.request
 import fsspec
 import pandas as pd
 
-from i2a_core import hub, storage
+from i2a_core import storage
 
 # Every reader returns these columns: the row schema that fetch and embed share.
 ROW_COLUMNS = ["id", "source", "caption", "url"]
@@ -113,6 +113,8 @@ def audiocaps_csv(path: str | None) -> str:
     """The AudioCaps CSV to read: `path`, or the official train CSV downloaded once into the i2a cache."""
     if path:
         return path
+    from i2a_core import hub  # imports torch (via the tiny models); readers elsewhere stay light
+
     target = os.path.join(hub.cache_dir(), "audiocaps", "train.csv")
     if not os.path.exists(target):
         try:

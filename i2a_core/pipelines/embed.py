@@ -10,6 +10,7 @@ import tarfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from i2a_core import images, sources, storage
-from i2a_core.presets import ModelSpec
+
+if TYPE_CHECKING:  # presets imports torch; the read and decode workers never need it
+    from i2a_core.presets import ModelSpec
 
 # The output contract: training and every other consumer reads exactly these columns.
 PAIR_SCHEMA = pa.schema([
@@ -152,9 +155,6 @@ def decode_images(batch: dict, image_size: int) -> dict:
 
     A row that cannot be decoded keeps zero pixels and gets its failure kind in `error`.
     """
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
-
     started = time.perf_counter()
     count = len(batch["id"])
     pixels = np.zeros((count, image_size, image_size, 3), np.uint8)
@@ -168,11 +168,27 @@ def decode_images(batch: dict, image_size: int) -> dict:
         except Exception:  # PIL raises OSError, SyntaxError... from Image.open on some damaged files
             errors[i] = "image_corrupt"
             continue
-        image = TF.center_crop(TF.resize(image, image_size, interpolation=InterpolationMode.BICUBIC), image_size)
-        pixels[i] = np.asarray(image)
+        pixels[i] = np.asarray(resize_and_crop(image, image_size))
     batch = {k: v for k, v in batch.items() if k != "image"}
     batch.update(pixels=pixels, error=errors, decode_s=_per_row(started, count))
     return batch
+
+
+def resize_and_crop(image, size: int):
+    """open_clip's eval geometry (torchvision Resize(size, bicubic) then CenterCrop(size)) in plain PIL.
+
+    Plain PIL keeps torch out of the decode workers; tests check the result against open_clip's transform.
+    """
+    from PIL import Image
+
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    if short != size:
+        long = int(size * long / short)
+        image = image.resize((size, long) if width <= height else (long, size), Image.Resampling.BICUBIC)
+    width, height = image.size
+    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
 
 
 class PairEncoder:
@@ -314,7 +330,7 @@ def build_dataset(config: EmbedConfig, rows: pd.DataFrame, image_size: int | Non
         # then runs in its own CPU tasks beside the encoders instead of inside them.
         dataset = dataset.map_batches(decode_images, fn_kwargs={"image_size": image_size}, batch_format="numpy",
                                       batch_size=config.batch_size, runtime_env=env,
-                                      memory=256 * 2**20 + 8 * config.batch_size * 3 * image_size ** 2)
+                                      memory=512 * 2**20 + 8 * config.batch_size * 3 * image_size ** 2)
     dataset = dataset.map_batches(
         PairEncoder, fn_constructor_kwargs={"models": config.models, "modality": config.modality,
                                             "batch_size": config.batch_size, "device": config.device},
