@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs for the local Ray instance")
+    parser.add_argument("--loop-threads", type=int,
+                        help="torch threads for the loop (default: torch's own choice, one per core); Ray's "
+                             "actors run torch with one thread per CPU they hold")
     args = parser.parse_args()
 
     import ray
@@ -153,6 +156,10 @@ def main() -> None:
               f"batch {args.batch_size}, {os.cpu_count()} cores")
 
         os.makedirs(os.path.join(tmp, "loop"))
+        if args.loop_threads:
+            import torch
+
+            torch.set_num_threads(args.loop_threads)
         with PeakMemory() as loop_memory:
             started = time.perf_counter()
             loop_rows = plain_loop(shards, os.path.join(tmp, "loop"), models, args.batch_size)
@@ -171,7 +178,10 @@ def main() -> None:
 
     assert loop_rows == ray_rows == args.rows, (loop_rows, ray_rows)
     loop_rate, ray_rate = loop_rows / loop_s, ray_rows / ray_s
-    print(f"plain loop : {loop_rate:8.1f} rows/s  ({loop_s:.1f} s)  peak RSS {loop_memory.peak / 2**20:,.0f} MiB")
+    import torch
+
+    print(f"plain loop : {loop_rate:8.1f} rows/s  ({loop_s:.1f} s)  peak RSS {loop_memory.peak / 2**20:,.0f} MiB "
+          f"(torch threads: {torch.get_num_threads()})")
     print(f"ray embed  : {ray_rate:8.1f} rows/s  ({ray_s:.1f} s)  peak RSS {ray_memory.peak / 2**20:,.0f} MiB "
           f"(driver + local Ray instance)")
     print(f"ratio      : {ray_rate / loop_rate:.2f}x the loop")

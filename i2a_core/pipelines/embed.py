@@ -141,9 +141,13 @@ def read_images(batch: dict) -> dict:
     for tar, members in wanted.items():
         fs, path = storage.filesystem(tar)
         with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as archive:
+            left = len(members)
             for member in archive:
                 if member.name in members:
                     data[members[member.name]] = archive.extractfile(member).read()
+                    left -= 1
+                    if not left:  # a block holds part of a shard: stop streaming once it is complete
+                        break
     batch = {k: v for k, v in batch.items() if k not in ("tar", "key")}
     batch["image"] = np.array([d if d is not None else b"" for d in data], dtype=object)
     batch["read_s"] = _per_row(started, len(data))
