@@ -208,3 +208,34 @@ def test_embed_errors_name_the_input(tmp_path, capsys):
     assert "bad.csv: not an AudioCaps CSV: missing column(s) audiocap_id, caption" in capsys.readouterr().err
     assert _embed("--source", "images", "--input", str(tmp_path), "--output", str(tmp_path / "o")) == 2
     assert "no webdataset shards (*.tar) found" in capsys.readouterr().err
+
+
+def test_fetch_to_s3_then_embed_from_s3(http_root, s3_bucket, ray_session, tmp_path):
+    folder, base = http_root
+    (folder / "s3").mkdir(exist_ok=True)
+    lines = []
+    for i in range(3):
+        (folder / "s3" / f"p{i}.jpg").write_bytes(_jpeg((90 * i, 20, 20), (50, 50)))
+        lines.append(f"{base}/s3/p{i}.jpg,photo {i}")
+    (tmp_path / "t.csv").write_text("link,text\n" + "\n".join(lines) + "\n")
+    shards = f"{s3_bucket}/shards"
+    assert main(["fetch", "--source", "table", "--input", str(tmp_path / "t.csv"), "--url-col", "link",
+                 "--caption-col", "text", "--output", shards, "--preset", "tiny", "--processes", "1",
+                 "--threads", "2"]) == 0
+    output = f"{s3_bucket}/pairs"
+    assert _embed("--source", "images", "--input", shards, "--output", output) == 0
+    rows = read_pairs(output).to_pandas().sort_values("caption")
+    assert list(rows["caption"]) == ["photo 0", "photo 1", "photo 2"]
+    assert set(rows["source"]) == {"table"}
+    assert json.loads(storage.read_text(f"{output}/stats.json"))["failures"] == {}
+
+
+def test_jobs_parse_the_cli_arguments():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for job, flag in (("fetch", "--distributor"), ("embed", "--gpus-per-actor")):
+        result = subprocess.run([sys.executable, os.path.join(root, "jobs", f"{job}.py"), "--help"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and flag in result.stdout, result.stderr
