@@ -4,9 +4,10 @@
     python bench/embed.py --rows 5000          # the figure to report
     python bench/embed.py --rows 5000 --actors 1 --batch-size 64
 
-Both sides start from the same webdataset shards (the layout `i2a fetch` writes), load their models, and
-write the same Parquet pairs; both timings include model loading. Peak memory is the largest summed RSS of
-this process and every process it started (the local Ray instance included), sampled every 50 ms.
+Both sides start from the same webdataset shards (the layout `i2a fetch` writes) and write the same Parquet
+pairs. The loop runs in a fresh process and its time includes imports and model loading, as the Ray time
+includes starting and loading the actors (the Ray instance itself is started before timing). Peak memory is
+the largest summed RSS of this process and every process it started, sampled every 50 ms.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -144,27 +146,39 @@ def main() -> None:
     parser.add_argument("--loop-threads", type=int,
                         help="torch threads for the loop (default: torch's own choice, one per core); Ray's "
                              "actors run torch with one thread per CPU they hold")
+    parser.add_argument("--loop", nargs=2, metavar=("SHARDS", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    import ray
-
     models = resolve_models(args.preset)
-    with tempfile.TemporaryDirectory(prefix="i2a-bench-") as tmp:
-        shards = os.path.join(tmp, "shards")
-        write_shards(shards, args.rows, clip_image_size(models.clip))
-        print(f"{args.rows} images of {clip_image_size(models.clip)} px, preset {args.preset}, "
-              f"batch {args.batch_size}, {os.cpu_count()} cores")
 
-        os.makedirs(os.path.join(tmp, "loop"))
+    if args.loop:  # the baseline, in a fresh process so that it pays for its imports as Ray's workers do
         if args.loop_threads:
             import torch
 
             torch.set_num_threads(args.loop_threads)
+        print(plain_loop(*args.loop, models, args.batch_size))
+        return
+
+    import ray
+
+    with tempfile.TemporaryDirectory(prefix="i2a-bench-") as tmp:
+        shards = os.path.join(tmp, "shards")
+        image_size = clip_image_size(models.clip)
+        write_shards(shards, args.rows, image_size)
+        print(f"{args.rows} images of {image_size} px, preset {args.preset}, batch {args.batch_size}, "
+              f"{os.cpu_count()} cores")
+
+        os.makedirs(os.path.join(tmp, "loop"))
+        command = [sys.executable, os.path.abspath(__file__), "--loop", shards, os.path.join(tmp, "loop"),
+                   "--preset", args.preset, "--batch-size", str(args.batch_size)]
+        if args.loop_threads:
+            command += ["--loop-threads", str(args.loop_threads)]
         with PeakMemory() as loop_memory:
             started = time.perf_counter()
-            loop_rows = plain_loop(shards, os.path.join(tmp, "loop"), models, args.batch_size)
+            result = subprocess.run(command, capture_output=True, text=True, check=True)
             loop_s = time.perf_counter() - started
+        loop_rows = int(result.stdout.split()[-1])
 
+        # A running Ray instance is the starting point on a cluster; its start-up is not timed.
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
         config = EmbedConfig(source="images", input=shards, output=os.path.join(tmp, "ray"), models=models,
@@ -178,12 +192,11 @@ def main() -> None:
 
     assert loop_rows == ray_rows == args.rows, (loop_rows, ray_rows)
     loop_rate, ray_rate = loop_rows / loop_s, ray_rows / ray_s
-    import torch
-
+    threads = args.loop_threads or "default"
     print(f"plain loop : {loop_rate:8.1f} rows/s  ({loop_s:.1f} s)  peak RSS {loop_memory.peak / 2**20:,.0f} MiB "
-          f"(torch threads: {torch.get_num_threads()})")
+          f"(fresh process, torch threads: {threads})")
     print(f"ray embed  : {ray_rate:8.1f} rows/s  ({ray_s:.1f} s)  peak RSS {ray_memory.peak / 2**20:,.0f} MiB "
-          f"(driver + local Ray instance)")
+          f"(driver + local Ray instance, {args.actors} actor(s))")
     print(f"ratio      : {ray_rate / loop_rate:.2f}x the loop")
     print("ray stages (busy rows/s per worker): " + ", ".join(
         f"{name} {stage['rows_per_s']}" for name, stage in stats["stages"].items()))

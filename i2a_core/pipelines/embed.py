@@ -35,6 +35,7 @@ PAIR_SCHEMA = pa.schema([
 PART_GLOB = "part-*.parquet"
 SOURCES = ("audiocaps", "images")
 STAGES = ("read", "decode", "clip", "clap", "write")
+BATCHES_PER_BLOCK = 8
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,11 @@ def resize_and_crop(image, size: int):
     return image.crop((left, top, left + size, top + size))
 
 
+def load_images(batch: dict, image_size: int) -> dict:
+    """Stages `read` then `decode`, in one task."""
+    return decode_images(read_images(batch), image_size)
+
+
 class PairEncoder:
     """Stages `clip` and `clap` in one actor: CLIP (image pixels or caption text) and AudioLDM's CLAP (caption)."""
 
@@ -317,24 +323,24 @@ def build_dataset(config: EmbedConfig, rows: pd.DataFrame, image_size: int | Non
     import ray
 
     env = {"env_vars": {k: os.environ[k] for k in STORAGE_ENV if k in os.environ}}
-    block_rows = max(config.batch_size, 1)
+    # Blocks of a few encoder batches: big enough that per-task overhead stays small, small enough to stream.
+    block_rows = BATCHES_PER_BLOCK * config.batch_size
     # Missing URLs travel as '' (an all-null column would reach the writer as float NaN); written as null.
     rows = rows.assign(url=rows["url"].fillna(""))
     if config.modality == "image":
-        # One block per tar where tars are small, never more than a few batches per block.
-        blocks = [group for _, group in rows.groupby("tar", sort=False)]
-        blocks = [b.iloc[i:i + 4 * block_rows] for b in blocks for i in range(0, len(b), 4 * block_rows)]
+        # A block never spans two tars, so each read task opens one tar.
+        groups = [group for _, group in rows.groupby("tar", sort=False)]
+        blocks = [g.iloc[i:i + block_rows] for g in groups for i in range(0, len(g), block_rows)]
     else:
-        blocks = [rows.iloc[i:i + 4 * block_rows] for i in range(0, len(rows), 4 * block_rows)]
+        blocks = [rows.iloc[i:i + block_rows] for i in range(0, len(rows), block_rows)]
     dataset = ray.data.from_pandas([b.reset_index(drop=True) for b in blocks])
     if config.modality == "image":
-        dataset = dataset.map_batches(read_images, batch_format="numpy", batch_size=None, runtime_env=env)
-        # A memory reservation (a batch of decoded pixels on top of a worker's base) also keeps Ray Data from
-        # fusing decoding into the encoder actors, which it does for stages with equal resources: decoding
-        # then runs in its own CPU tasks beside the encoders instead of inside them.
-        dataset = dataset.map_batches(decode_images, fn_kwargs={"image_size": image_size}, batch_format="numpy",
-                                      batch_size=config.batch_size, runtime_env=env,
-                                      memory=512 * 2**20 + 8 * config.batch_size * 3 * image_size ** 2)
+        # Read and decode run as one CPU task per block (timed as two stages). The memory reservation (a
+        # block's pixels on top of a worker's base) also keeps Ray Data from fusing them into the encoder
+        # actors, as it does for stages with equal resources: decoding runs beside encoding, not inside it.
+        dataset = dataset.map_batches(load_images, fn_kwargs={"image_size": image_size}, batch_format="numpy",
+                                      batch_size=None, runtime_env=env,
+                                      memory=512 * 2**20 + 8 * block_rows * 3 * image_size ** 2)
     dataset = dataset.map_batches(
         PairEncoder, fn_constructor_kwargs={"models": config.models, "modality": config.modality,
                                             "batch_size": config.batch_size, "device": config.device},
