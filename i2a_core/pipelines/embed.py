@@ -322,7 +322,8 @@ STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "
 def build_dataset(config: EmbedConfig, rows: pd.DataFrame, image_size: int | None):
     import ray
 
-    env = {"env_vars": {k: os.environ[k] for k in STORAGE_ENV if k in os.environ}}
+    forwarded = {k: os.environ[k] for k in STORAGE_ENV if k in os.environ}
+    env = {"env_vars": forwarded} if forwarded else None  # a runtime env, even empty, needs fresh workers
     # Blocks of a few encoder batches: big enough that per-task overhead stays small, small enough to stream.
     block_rows = BATCHES_PER_BLOCK * config.batch_size
     # Missing URLs travel as '' (an all-null column would reach the writer as float NaN); written as null.
