@@ -6,11 +6,9 @@ import glob
 import io
 import json
 import os
-import shutil
 import tarfile
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -183,9 +181,8 @@ def test_images_to_s3(cc_shards, s3_bucket, ray_session, encoders):
 def test_decode_stage_matches_clip_preprocessing(encoders):
     """The CPU decode stage + the actor's normalisation equal open_clip's own transform on odd-sized images."""
     clip, _ = encoders
-    pictures = [Image.new("RGB", (70, 45), (200, 30, 90)), Image.effect_mandelbrot((37, 81), (-2, -1.5, 1, 1.5), 60)]
-    for i, picture in enumerate(pictures[1:], 1):
-        pictures[i] = picture.convert("RGB")
+    pictures = [Image.new("RGB", (70, 45), (200, 30, 90)),
+                Image.effect_mandelbrot((37, 81), (-2, -1.5, 1, 1.5), 60).convert("RGB")]
     data = []
     for picture in pictures:
         buffer = io.BytesIO()
