@@ -11,6 +11,8 @@ import sys
 # name -> module under i2a_core.commands; imported lazily so `i2a --help` stays fast.
 COMMANDS = {
     "sonify": "i2a_core.commands.sonify",
+    "fetch": "i2a_core.commands.fetch",
+    "embed": "i2a_core.commands.embed",
 }
 
 

@@ -1,0 +1,12 @@
+"""Ray job entry point for `i2a embed`: `ray job submit --working-dir . -- python jobs/embed.py ...`."""
+
+import os
+import sys
+
+# `python jobs/embed.py` puts jobs/ on the path, not the working directory that holds i2a_core.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from i2a_core.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["embed", *sys.argv[1:]]))
