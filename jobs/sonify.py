@@ -1,0 +1,31 @@
+"""Bulk sonification job (`python jobs/sonify.py` or `ray job submit -- python jobs/sonify.py`): `i2a sonify`'s flags."""
+
+import argparse
+import sys
+
+from i2a_core.cli import quiet_libraries
+from i2a_core.commands import sonify
+from i2a_core.commands.common import CommandError
+from i2a_core.hub import ModelUnavailable
+from i2a_core.translator import TranslatorError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="jobs/sonify.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sonify a folder, an s3:// prefix or a list of URLs/paths (.txt, .csv, .parquet) into "
+                    "OUTPUT/audio/<relative path>.wav, a Parquet manifest (OUTPUT/manifest/) and a gallery "
+                    "(OUTPUT/index.html). Rerunning skips inputs already in the manifest.")
+    sonify.add_arguments(parser)
+    sonify.add_job_arguments(parser)
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    try:
+        return sonify.run_job(args)
+    except (CommandError, ModelUnavailable, TranslatorError) as e:
+        print(f"jobs/sonify.py: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
