@@ -31,6 +31,9 @@ LOCAL_MAX_INPUTS = 8  # `--runner auto` runs this many inputs or fewer in-proces
 TASK_CPUS = 0.25
 ACTOR_CPUS = 0.5
 
+STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_DEFAULT_REGION", "AWS_PROFILE")
+
 Batch = dict  # column name -> numpy array, Ray Data's "numpy" batch format
 
 
@@ -92,11 +95,8 @@ def read_batch(batch: Batch, limits: images.ImageLimits) -> Batch:
                 raise images.ImageError(source, f"{len(data)} bytes, over the {limits.max_bytes}-byte limit",
                                         "too_large")
             return data, "", "", time.perf_counter() - started
-        except images.ImageError as e:
+        except images.ImageError as e:  # missing, unreadable, 404...; other errors (no credentials) stop the job
             return b"", str(e), e.kind, time.perf_counter() - started
-        except Exception as e:  # a storage error is this input's failure, never the whole job's
-            return b"", f"{source}: cannot read ({type(e).__name__}: {e})", "unreadable", \
-                time.perf_counter() - started
 
     with ThreadPoolExecutor(min(READ_THREADS, max(1, len(batch["input"])))) as pool:
         results = list(pool.map(read_one, _strings(batch, "input")))
@@ -286,24 +286,26 @@ def _run_ray(todo: list[listing.InputItem], job: SonifyJob):
     gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)
     actors = job.actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
     pool = ray.data.ActorPoolStrategy
+    # Workers of a cluster started elsewhere may lack the driver's object-store settings (endpoint, keys).
+    env = {"runtime_env": {"env_vars": {k: os.environ[k] for k in STORAGE_ENV if k in os.environ}}}
     rows = [{"input": i.input, "relative": i.relative, "key": i.key} for i in todo]
     dataset = (
         ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // READ_BATCH, 1000)))
         .map_batches(read_batch, fn_kwargs={"limits": job.limits}, batch_size=READ_BATCH,
-                     batch_format="numpy", num_cpus=TASK_CPUS)
+                     batch_format="numpy", num_cpus=TASK_CPUS, **env)
         .map_batches(DecodeImages, fn_constructor_kwargs={"clip": job.models.clip, "limits": job.limits},
                      compute=pool(min_size=1, max_size=max(1, int(cpus // 2))), batch_size=DECODE_BATCH,
-                     batch_format="numpy", num_cpus=ACTOR_CPUS)
+                     batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
         .map_batches(EncodeImages, fn_constructor_kwargs={"models": job.models},
                      compute=pool(min_size=1, max_size=max(1, int(cpus // 8))), batch_size=ENCODE_BATCH,
-                     batch_format="numpy", num_cpus=ACTOR_CPUS)
+                     batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
         .map_batches(GenerateAudio, fn_constructor_kwargs={"audioldm": job.models.audioldm,
                                                            "settings": job.settings},
                      compute=pool(min_size=actors, max_size=actors), batch_size=job.settings.batch_size,
-                     batch_format="numpy", num_cpus=ACTOR_CPUS, num_gpus=gpus_per_actor)
+                     batch_format="numpy", num_cpus=ACTOR_CPUS, num_gpus=gpus_per_actor, **env)
         .map_batches(write_batch, fn_kwargs={"output": job.output, "translator": job.models.translator,
                                              "settings": job.settings},
-                     batch_size=job.settings.batch_size, batch_format="numpy", num_cpus=TASK_CPUS)
+                     batch_size=job.settings.batch_size, batch_format="numpy", num_cpus=TASK_CPUS, **env)
     )
     yield from dataset.iter_batches(batch_size=None, batch_format="numpy")
 
