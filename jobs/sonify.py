@@ -1,13 +1,17 @@
 """Bulk sonification job (`python jobs/sonify.py` or `ray job submit -- python jobs/sonify.py`): `i2a sonify`'s flags."""
 
 import argparse
+import os
 import sys
 
-from i2a_core.cli import quiet_libraries
-from i2a_core.commands import sonify
-from i2a_core.commands.common import CommandError
-from i2a_core.hub import ModelUnavailable
-from i2a_core.translator import TranslatorError
+# `python jobs/sonify.py` puts jobs/ on the path, not the working directory that holds i2a_core.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from i2a_core.cli import quiet_libraries  # noqa: E402
+from i2a_core.commands import sonify  # noqa: E402
+from i2a_core.commands.common import CommandError  # noqa: E402
+from i2a_core.hub import ModelUnavailable  # noqa: E402
+from i2a_core.translator import TranslatorError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
