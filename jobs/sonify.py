@@ -1,4 +1,4 @@
-"""Bulk sonification job (`python jobs/sonify.py` or `ray job submit -- python jobs/sonify.py`): `i2a sonify`'s flags."""
+"""Bulk sonification job (`ray job submit -- python jobs/sonify.py ...`): `i2a sonify` flags, for large inputs."""
 
 import argparse
 import os

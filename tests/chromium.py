@@ -15,6 +15,25 @@ import urllib.request
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--mute-audio"]
 
+# After load: ask every player for its metadata (proves the WAV link works), and report what the page shows.
+GALLERY_REPORT = """
+(async () => {
+  const audios = [...document.querySelectorAll('audio')];
+  const playable = await Promise.all(audios.map(a => new Promise(done => {
+    if (a.readyState >= 1) return done(true);
+    a.addEventListener('loadedmetadata', () => done(true), {once: true});
+    a.addEventListener('error', () => done(false), {once: true});
+    a.preload = 'metadata'; a.load();
+  })));
+  const images = [...document.images];
+  return {audios: audios.length, playable: playable.filter(Boolean).length,
+          durations: audios.map(a => a.duration),
+          images: images.length, broken: images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src),
+          captions: [...document.querySelectorAll('.captions li')].map(li => li.textContent),
+          next: document.querySelector('a[rel=next]') ? document.querySelector('a[rel=next]').href : null};
+})()
+"""
+
 
 def binary() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

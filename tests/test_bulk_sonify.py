@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 import soundfile
 from PIL import Image
 
+import chromium
 from i2a_core import listing, manifest, storage
 from i2a_core.images import ImageLimits
 from i2a_core.pipelines.sonify import SonifyJob, run
@@ -125,6 +125,9 @@ def test_folder_job_writes_audio_manifest_gallery_and_reruns_nothing(tmp_path, m
         assert os.path.getsize(os.path.join(output, row["spectrogram"])) > 0
     page = open(os.path.join(output, "index.html")).read()
     assert page.count("<audio") == len(GOOD) and "a/b/two.wav" in page
+    if chromium.binary():  # the job's own gallery plays in a real browser (tests/test_gallery.py has more)
+        errors, shown = chromium.load_page(f"file://{output}/index.html", chromium.GALLERY_REPORT)
+        assert errors == [] and shown["playable"] == len(GOOD) and shown["broken"] == []
 
     again = run(job([str(tmp_path / "in")], output))
     assert (again.ok, again.error, again.skipped) == (0, 0, len(GOOD) + len(BAD))

@@ -15,25 +15,6 @@ from i2a_core.sonify import wav_bytes
 pytestmark = pytest.mark.skipif(chromium.binary() is None,
                                 reason="needs Chromium (apt-get install chromium; .ci/run installs it)")
 
-# After load: ask every player for its metadata (proves the WAV link works), and report what the page shows.
-CHECK_PAGE = """
-(async () => {
-  const audios = [...document.querySelectorAll('audio')];
-  const playable = await Promise.all(audios.map(a => new Promise(done => {
-    if (a.readyState >= 1) return done(true);
-    a.addEventListener('loadedmetadata', () => done(true), {once: true});
-    a.addEventListener('error', () => done(false), {once: true});
-    a.preload = 'metadata'; a.load();
-  })));
-  const images = [...document.images];
-  return {audios: audios.length, playable: playable.filter(Boolean).length,
-          durations: audios.map(a => a.duration),
-          images: images.length, broken: images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src),
-          captions: [...document.querySelectorAll('.captions li')].map(li => li.textContent),
-          next: document.querySelector('a[rel=next]') ? document.querySelector('a[rel=next]').href : null};
-})()
-"""
-
 
 def make_outputs(output: str, names: list[str]) -> list[dict]:
     """Clip files as the write stage lays them out, for names with folders and awkward characters."""
@@ -68,14 +49,14 @@ def gallery_dir(http_root):
 def test_gallery_pages_render_without_console_errors(gallery_dir, served):
     output, base_url = gallery_dir
     first = f"{base_url}/index.html" if served else f"file://{output}/index.html"
-    errors, page1 = chromium.load_page(first, CHECK_PAGE)
+    errors, page1 = chromium.load_page(first, chromium.GALLERY_REPORT)
     assert errors == []
     assert page1["audios"] == page1["playable"] == 2
     assert all(abs(d - 1.0) < 0.01 for d in page1["durations"])
     assert page1["images"] == 4 and page1["broken"] == []
     assert page1["captions"] == ["caption 1 <b>&</b>", "caption 0 <b>&</b>"]  # sorted by output path
 
-    errors, page2 = chromium.load_page(page1["next"], CHECK_PAGE)
+    errors, page2 = chromium.load_page(page1["next"], chromium.GALLERY_REPORT)
     assert errors == []
     assert page2["audios"] == page2["playable"] == 1
     assert page2["images"] == 2 and page2["broken"] == [] and page2["next"] is None
@@ -86,5 +67,5 @@ def test_missing_file_is_caught(tmp_path):
     output = str(tmp_path / "out")
     gallery.write_gallery(output, make_outputs(output, ["only"]))
     os.remove(os.path.join(output, "spectrograms", "only.png"))
-    errors, page = chromium.load_page(f"file://{output}/index.html", CHECK_PAGE)
+    errors, page = chromium.load_page(f"file://{output}/index.html", chromium.GALLERY_REPORT)
     assert page["broken"] and any("only.png" in e or "ERR_FILE_NOT_FOUND" in e for e in errors)
