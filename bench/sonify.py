@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--actors", type=int)
     add_model_arguments(parser)
     add_generation_arguments(parser)
+    parser.set_defaults(preset="tiny")  # a quick offline run; pass --preset audioldm-s-full-v2 --translator DIR
     args = parser.parse_args()
     quiet_libraries()
     settings = generation_from_args(args)

@@ -107,12 +107,13 @@ def read_batch(batch: Batch, limits: images.ImageLimits) -> Batch:
 class DecodeImages:
     """CPU stage: bytes -> checked RGB image -> CLIP's own preprocessing, plus a gallery thumbnail."""
 
-    def __init__(self, clip: ClipSpec, limits: images.ImageLimits):
+    def __init__(self, clip: ClipSpec, limits: images.ImageLimits, preprocess=None):
         from PIL import Image
 
         from i2a_core.clip import ClipEncoder
 
-        self.preprocess = ClipEncoder(clip, device="cpu").preprocess
+        # In-process runs hand over the encoder's own transform; an actor builds a CPU copy of the model for it.
+        self.preprocess = preprocess or ClipEncoder(clip, device="cpu").preprocess
         self.limits = limits
         self.blank = np.zeros_like(self.preprocess(Image.new("RGB", (8, 8))).numpy())
 
@@ -268,8 +269,8 @@ def _items_batch(items: list[listing.InputItem]) -> Batch:
 
 
 def _run_local(todo: list[listing.InputItem], job: SonifyJob):
-    decode = DecodeImages(job.models.clip, job.limits)
     encode = EncodeImages(job.models, job.device)
+    decode = DecodeImages(job.models.clip, job.limits, preprocess=encode.clip.preprocess)
     generate = GenerateAudio(job.models.audioldm, job.settings, job.device)
     for start in range(0, len(todo), job.settings.batch_size):
         batch = read_batch(_items_batch(todo[start:start + job.settings.batch_size]), job.limits)
