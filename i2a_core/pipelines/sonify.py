@@ -122,19 +122,18 @@ class DecodeImages:
         pixels, thumbnails, seconds = [], [], []
         for i, (source, data) in enumerate(zip(_strings(batch, "input"), batch["data"])):
             started = time.perf_counter()
+            pixel, thumbnail = self.blank, b""
             if not errors[i]:
                 try:
                     image = images.decode_image(bytes(data), source, self.limits,
                                                 check_extension=not images.is_url(source))
-                    pixels.append(self.preprocess(image).numpy())
-                    thumbnails.append(gallery.thumbnail_jpeg(image))
+                    pixel, thumbnail = self.preprocess(image).numpy(), gallery.thumbnail_jpeg(image)
                 except images.ImageError as e:
                     errors[i], kinds[i] = str(e), e.kind
                 except Exception as e:  # PIL can fail late in odd ways; that is this image's problem only
                     errors[i], kinds[i] = f"{source}: cannot decode ({type(e).__name__}: {e})", "corrupt"
-            if errors[i]:
-                pixels.append(self.blank)
-                thumbnails.append(b"")
+            pixels.append(pixel)
+            thumbnails.append(thumbnail)
             seconds.append(time.perf_counter() - started)
         rest = {k: v for k, v in batch.items() if k != "data"}
         return {**rest, "pixels": np.stack(pixels), "thumbnail": _objects(thumbnails), "error": np.array(errors),
@@ -209,10 +208,15 @@ class GenerateAudio:
                 "sample_rate": np.full(n, self.generator.sample_rate, np.int32)}
 
 
-def _captions(explanation: dict) -> list[str]:
-    """Retrieval captions from a translator's explanation: a list of strings or of {caption|text: ...}."""
-    captions = explanation.get("captions") or []
-    return [c if isinstance(c, str) else str(c.get("caption") or c.get("text") or "") for c in captions]
+def _captions(explanation) -> list[str]:
+    """Retrieval captions from a translator's explanation: its `captions`, strings or {caption|text: ...}."""
+    captions = explanation.get("captions") if isinstance(explanation, dict) else explanation
+    texts = []
+    for caption in captions or []:
+        if isinstance(caption, dict):
+            caption = caption.get("caption") or caption.get("text") or ""
+        texts.append(str(caption))
+    return texts
 
 
 def _inside(key: str) -> str:
@@ -240,7 +244,7 @@ def write_batch(batch: Batch, output: str, translator: str, settings: Generation
             storage.write_bytes_atomic(storage.join(output, spectrogram_key),
                                        gallery.spectrogram_png(waveform, sample_rate))
             storage.write_bytes_atomic(storage.join(output, audio_key), bytes(batch["wav"][i]))
-        explanation = json.loads(batch["explanation"][i]) if ok and batch["explanation"][i] else {}
+        explanation = json.loads(batch["explanation"][i]) if ok and batch["explanation"][i] else None
         rows.append({
             "input": source, "output": audio_key if ok else "", "status": "ok" if ok else "error",
             "error": errors[i], "error_kind": kinds[i],
