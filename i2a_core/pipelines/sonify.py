@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -320,8 +321,6 @@ def _choose_runner(job: SonifyJob, count: int) -> str:
         return job.runner
     if count > LOCAL_MAX_INPUTS or os.environ.get("RAY_ADDRESS"):
         return "ray"
-    import sys
-
     ray = sys.modules.get("ray")  # a caller that already started Ray wants it used
     return "ray" if ray is not None and ray.is_initialized() else "local"
 
