@@ -90,9 +90,9 @@ def _nav_html(page: int, pages: int) -> str:
 
 def render_page(rows: list[dict], page: int, pages: int, errors: int) -> str:
     title = "i2a gallery"
-    header = f"{sum(1 for _ in rows)} clips on this page"
+    header = f"{len(rows)} clip{'s' if len(rows) != 1 else ''} on this page"
     if errors:
-        header += f"; {errors} inputs failed (see manifest/)"
+        header += f"; {errors} input{'s' if errors != 1 else ''} failed (see manifest/)"
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             '<link rel="icon" href="data:,">'  # no favicon request: a 404 would be a console error
             f"<title>{title} - page {page}</title><style>{_STYLE}</style></head><body>"
