@@ -11,7 +11,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from i2a_core import images, manifest, storage
+from i2a_core import images, storage
 from i2a_core.cli import quiet_libraries
 from i2a_core.commands.common import add_generation_arguments, add_model_arguments, generation_from_args, \
     models_from_args
@@ -80,10 +80,6 @@ def main() -> int:
         job_rate = summary.ok / summary.wall_s
         print(f"job ({args.runner}, models loaded inside, counted): {job_rate:.3f} clips/s "
               f"({summary.ok} ok, {summary.error} error, {summary.wall_s:.1f} s)")
-        finished = sorted(manifest.read(job.output).column("finished_at").to_pylist())
-        if len(finished) > settings.batch_size:
-            span = (finished[-1] - finished[0]).total_seconds()
-            print(f"job once warm (first to last manifest row): {(len(finished) - 1) / span:.3f} clips/s")
         # The loop again: on a shared machine the load can change while the job runs.
         _, loop_after = baseline(args, paths, root, os.path.join(work, "loop-after"))
         print(f"loop again after the job: {loop_after:.3f} clips/s")
