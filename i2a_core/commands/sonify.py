@@ -9,6 +9,8 @@ from i2a_core import images, storage
 from i2a_core.audioldm import ClapTextEncoder  # noqa: F401  (import cost paid before timing)
 from i2a_core.commands.common import (CommandError, add_generation_arguments, add_model_arguments,
                                       generation_from_args, models_from_args)
+from i2a_core.pipelines.sonify import LOCAL_MAX_INPUTS, SonifyJob
+from i2a_core.pipelines.sonify import run as run_pipeline
 from i2a_core.sonify import Sonifier, expand_inputs, sonify_sources, sonify_texts
 
 HELP = "turn images (files, folders, http(s) URLs) or texts into audio clips"
@@ -42,6 +44,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest URL download, in bytes")
     add_model_arguments(parser)
     add_generation_arguments(parser)
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags only the bulk job (jobs/sonify.py) has, on top of `i2a sonify`'s."""
+    group = parser.add_argument_group("bulk job")
+    group.add_argument("--runner", choices=["auto", "local", "ray"], default="auto",
+                       help=f"local: stages in this process; ray: Ray Data stages; auto: local for at most "
+                            f"{LOCAL_MAX_INPUTS} inputs when no Ray cluster is set (RAY_ADDRESS), else ray")
+    group.add_argument("--gpus-per-actor", type=float,
+                       help="GPUs per AudioLDM actor, fractions share a GPU (default: 1 when the cluster has GPUs)")
+    group.add_argument("--actors", type=int, help="AudioLDM actors (default: one per --gpus-per-actor share)")
+    group.add_argument("--page-size", type=int, default=100, help="clips per gallery page (default: 100)")
+
+
+def run_job(args: argparse.Namespace) -> int:
+    """The bulk job: OUTPUT/audio/<key>.wav, OUTPUT/manifest/*.parquet and OUTPUT/index.html; resumable."""
+    inputs = list(args.inputs) + list(args.more_inputs)
+    if args.text:
+        raise CommandError("the bulk job sonifies images; use `i2a sonify --text` for texts")
+    if not inputs:
+        raise CommandError("nothing to sonify: give --input FOLDER|s3://PREFIX|LIST.txt|.csv|.parquet")
+    if args.page_size < 1:
+        raise CommandError(f"--page-size {args.page_size}: must be at least 1")
+    if args.gpus_per_actor is not None and args.gpus_per_actor < 0:
+        raise CommandError(f"--gpus-per-actor {args.gpus_per_actor:g}: must not be negative")
+    job = SonifyJob(
+        inputs=tuple(inputs), output=args.output, models=models_from_args(args),
+        settings=generation_from_args(args),
+        limits=images.ImageLimits(max_pixels=args.max_pixels, max_bytes=args.max_bytes, timeout_s=args.url_timeout),
+        runner=args.runner, gpus_per_actor=args.gpus_per_actor, actors=args.actors, device=args.device,
+        page_size=args.page_size)
+    try:
+        run_pipeline(job)
+    except FileNotFoundError as e:  # an input root that does not exist
+        raise CommandError(str(e)) from None
+    return 0  # bad inputs are rows in the manifest, not a failed job
 
 
 def run(args: argparse.Namespace) -> int:

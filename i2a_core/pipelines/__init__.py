@@ -1,1 +1,1 @@
-"""Ray and img2dataset pipelines: fetch and embed, each a chain of reader, mapper and writer stages."""
+"""Batch jobs built from stages (fetch, embed, train, sonify): each module wires one job, on Ray or in-process."""

@@ -1,0 +1,93 @@
+"""The bulk job's Parquet manifest: one row per input, written in atomic parts, read back deduplicated."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from i2a_core import storage
+
+MANIFEST_DIR = "manifest"
+SCHEMA = pa.schema([
+    ("input", pa.string()),  # what was read: absolute path, s3://... or URL
+    ("output", pa.string()),  # the WAV, relative to the output root ("" on error)
+    ("status", pa.string()),  # "ok" or "error"
+    ("error", pa.string()),  # one line naming the input and the reason ("" when ok)
+    ("error_kind", pa.string()),  # short tag for counting failures (not_image, http_404, ...)
+    ("thumbnail", pa.string()),
+    ("spectrogram", pa.string()),
+    ("translator", pa.string()),
+    ("seed", pa.int64()),
+    ("steps", pa.int32()),
+    ("guidance", pa.float32()),
+    ("duration", pa.float32()),
+    ("sample_rate", pa.int32()),
+    ("read_s", pa.float32()),
+    ("decode_s", pa.float32()),
+    ("encode_s", pa.float32()),
+    ("generate_s", pa.float32()),
+    ("write_s", pa.float32()),
+    ("captions", pa.list_(pa.string())),  # retrieval captions, when the translator explains itself
+    ("explanation", pa.string()),  # the translator's full explanation as JSON ("" when it has none)
+    ("finished_at", pa.timestamp("ms", tz="UTC")),
+])
+
+
+def directory(output: str) -> str:
+    return storage.join(output, MANIFEST_DIR)
+
+
+def write_part(output: str, rows: list[dict]) -> None:
+    """Append rows as one new Parquet file, atomically: a killed job leaves whole parts or none."""
+    if not rows:
+        return
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.write_bytes_atomic(storage.join(directory(output), f"part-{uuid.uuid4().hex}.parquet"),
+                               buffer.getvalue())
+
+
+def _part_paths(output: str) -> tuple[object, list[str]]:
+    fs, path = storage.filesystem(directory(output))
+    if not fs.exists(path):
+        return fs, []
+    fs.invalidate_cache(path)
+    return fs, sorted(p for p in fs.ls(path, detail=False)
+                      if p.rsplit("/", 1)[-1].startswith("part-") and p.endswith(".parquet"))
+
+
+def read(output: str) -> pa.Table:
+    """Every input's row; should a retried task ever have written one twice, its first ok row wins."""
+    fs, parts = _part_paths(output)
+    tables = [pq.read_table(p, filesystem=fs, schema=SCHEMA) for p in parts]
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    return _deduplicate(table)
+
+
+def _deduplicate(table: pa.Table) -> pa.Table:
+    inputs, statuses = table.column("input").to_pylist(), table.column("status").to_pylist()
+    chosen: dict[str, int] = {}
+    for i, (source, status) in enumerate(zip(inputs, statuses)):
+        if source not in chosen or (status == "ok" and statuses[chosen[source]] != "ok"):
+            chosen[source] = i
+    if len(chosen) == len(inputs):
+        return table
+    return table.take(sorted(chosen.values()))
+
+
+def compact(output: str) -> pa.Table:
+    """Merge all parts into one deduplicated file and return it.
+
+    The merged file is written before the old parts are deleted; a crash in between leaves rows twice,
+    which `read` (and the next compaction) resolves.
+    """
+    fs, parts = _part_paths(output)
+    table = read(output)
+    if len(parts) > 1:
+        write_part(output, table.to_pylist())
+        fs.rm(parts)
+    return table

@@ -1,0 +1,372 @@
+"""Bulk sonification: list -> read -> decode -> CLIP+translator -> AudioLDM -> write, in-process or as Ray stages."""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import os
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import soundfile
+
+from i2a_core import gallery, images, listing, manifest, storage
+from i2a_core.cli import quiet_libraries
+from i2a_core.clip import ClipSpec
+from i2a_core.presets import ModelSpec
+from i2a_core.sonify import GenerationSettings, seed_for, wav_bytes
+from i2a_core.translator import TranslatorError
+
+READ_BATCH = 16
+READ_THREADS = 16  # reads are I/O bound: one task keeps this many downloads in flight
+DECODE_BATCH = 16
+ENCODE_BATCH = 64
+LOCAL_MAX_INPUTS = 8  # `--runner auto` runs this many inputs or fewer in-process, without starting Ray
+# Logical CPUs per stage: small enough that every stage gets an actor on a 2-CPU machine.
+TASK_CPUS = 0.25
+ACTOR_CPUS = 0.5
+
+STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_DEFAULT_REGION", "AWS_PROFILE")
+
+Batch = dict  # column name -> numpy array, Ray Data's "numpy" batch format
+
+
+@dataclass(frozen=True)
+class SonifyJob:
+    inputs: tuple[str, ...]  # folders, s3:// prefixes, .txt/.csv/.parquet lists, files or URLs
+    output: str
+    models: ModelSpec
+    settings: GenerationSettings
+    limits: images.ImageLimits = images.ImageLimits()
+    runner: str = "auto"  # auto | local | ray
+    gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    actors: int | None = None  # AudioLDM actors; None: one per GPU share, or 1 without GPUs
+    device: str | None = None  # in-process runs only; Ray actors use the GPUs Ray gives them
+    page_size: int = 100
+
+
+@dataclass
+class JobSummary:
+    listed: int
+    skipped: int  # already in the manifest from an earlier run
+    ok: int = 0
+    error: int = 0
+    error_kinds: dict = field(default_factory=dict)
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    runner: str = "local"
+
+    def line(self) -> str:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.error_kinds.items()))
+        rate = self.ok / self.wall_s if self.wall_s else 0.0
+        realtime = self.audio_s / self.wall_s if self.wall_s else 0.0
+        return (f"{self.ok} ok, {self.error} error{f' ({kinds})' if kinds else ''}, {self.skipped} already done "
+                f"of {self.listed} inputs; {self.wall_s:.1f} s on {self.runner}: {rate:.2f} clips/s, "
+                f"{realtime:.2f} audio s per wall s")
+
+
+# --- stages: each takes and returns a numpy batch; the same functions run in-process and under Ray ---
+
+
+def _strings(batch: Batch, name: str) -> list[str]:
+    return [str(v) for v in batch[name].tolist()]
+
+
+def _objects(values: list) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def read_batch(batch: Batch, limits: images.ImageLimits) -> Batch:
+    """I/O stage: the raw bytes of every input, or the reason they could not be read."""
+
+    def read_one(source: str) -> tuple[bytes, str, str, float]:
+        started = time.perf_counter()
+        try:
+            data = images.read_image_bytes(source, limits)
+            if len(data) > limits.max_bytes:
+                raise images.ImageError(source, f"{len(data)} bytes, over the {limits.max_bytes}-byte limit",
+                                        "too_large")
+            return data, "", "", time.perf_counter() - started
+        except images.ImageError as e:  # missing, unreadable, 404...; other errors (no credentials) stop the job
+            return b"", str(e), e.kind, time.perf_counter() - started
+
+    with ThreadPoolExecutor(min(READ_THREADS, max(1, len(batch["input"])))) as pool:
+        results = list(pool.map(read_one, _strings(batch, "input")))
+    return {**batch, "data": _objects([r[0] for r in results]), "error": np.array([r[1] for r in results]),
+            "error_kind": np.array([r[2] for r in results]), "read_s": np.array([r[3] for r in results])}
+
+
+class DecodeImages:
+    """CPU stage: bytes -> checked RGB image -> CLIP's own preprocessing, plus a gallery thumbnail."""
+
+    def __init__(self, clip: ClipSpec, limits: images.ImageLimits, preprocess=None):
+        from PIL import Image
+
+        from i2a_core.clip import ClipEncoder
+
+        # In-process runs hand over the encoder's own transform; an actor builds a CPU copy of the model for it.
+        self.preprocess = preprocess or ClipEncoder(clip, device="cpu").preprocess
+        self.limits = limits
+        self.blank = np.zeros_like(self.preprocess(Image.new("RGB", (8, 8))).numpy())
+
+    def __call__(self, batch: Batch) -> Batch:
+        errors, kinds = _strings(batch, "error"), _strings(batch, "error_kind")
+        pixels, thumbnails, seconds = [], [], []
+        for i, (source, data) in enumerate(zip(_strings(batch, "input"), batch["data"])):
+            started = time.perf_counter()
+            pixel, thumbnail = self.blank, b""
+            if not errors[i]:
+                try:
+                    image = images.decode_image(bytes(data), source, self.limits,
+                                                check_extension=not images.is_url(source))
+                    pixel, thumbnail = self.preprocess(image).numpy(), gallery.thumbnail_jpeg(image)
+                except images.ImageError as e:
+                    errors[i], kinds[i] = str(e), e.kind
+                except Exception as e:  # PIL can fail late in odd ways; that is this image's problem only
+                    errors[i], kinds[i] = f"{source}: cannot decode ({type(e).__name__}: {e})", "corrupt"
+            pixels.append(pixel)
+            thumbnails.append(thumbnail)
+            seconds.append(time.perf_counter() - started)
+        rest = {k: v for k, v in batch.items() if k != "data"}
+        return {**rest, "pixels": np.stack(pixels), "thumbnail": _objects(thumbnails), "error": np.array(errors),
+                "error_kind": np.array(kinds), "decode_s": np.array(seconds)}
+
+
+class EncodeImages:
+    """Model stage: CLIP image vectors -> translator -> CLAP vectors, with the translator's explanations."""
+
+    def __init__(self, models: ModelSpec, device: str | None = None):
+        from i2a_core.clip import ClipEncoder
+        from i2a_core.translator import load_translator
+
+        quiet_libraries()
+        if not models.translator:
+            raise TranslatorError("images need a translator: pass --translator DIR|URL "
+                                  "(train one with `i2a train`), or use --preset tiny")
+        self.clip = ClipEncoder(models.clip, device=device)
+        self.translator = load_translator(models.translator)
+        if self.translator.config.in_dim != self.clip.dim:
+            raise TranslatorError(f"{models.translator}: maps {self.translator.config.in_dim}-d CLIP vectors, "
+                                  f"but {models.clip.model} gives {self.clip.dim}-d ones")
+
+    def __call__(self, batch: Batch) -> Batch:
+        ok = [i for i, error in enumerate(_strings(batch, "error")) if not error]
+        n = len(batch["input"])
+        clap = np.zeros((n, self.translator.config.out_dim), np.float32)
+        explanations = [""] * n
+        seconds = 0.0
+        if ok:
+            started = time.perf_counter()
+            clip_vectors = self.clip.encode_pixels(np.asarray(batch["pixels"])[ok])
+            clap[ok] = self.translator.translate(clip_vectors)
+            for i, explanation in zip(ok, self.translator.explain(clip_vectors) or []):
+                explanations[i] = json.dumps(explanation, default=str) if explanation else ""
+            seconds = (time.perf_counter() - started) / len(ok)
+        rest = {k: v for k, v in batch.items() if k != "pixels"}
+        return {**rest, "clap": clap, "explanation": np.array(explanations, dtype=object),
+                "encode_s": np.full(n, seconds)}
+
+
+class GenerateAudio:
+    """GPU stage: batched AudioLDM generation (fp16 on GPU), one seed per input key, WAV bytes out."""
+
+    def __init__(self, audioldm: str, settings: GenerationSettings, device: str | None = None):
+        from i2a_core.audioldm import AudioLDMGenerator
+
+        quiet_libraries()  # an actor is a fresh process: keep loading bars off the job's log
+        self.generator = AudioLDMGenerator(audioldm, device=device)
+        self.generator.check_duration(settings.duration)
+        self.settings = settings
+
+    def __call__(self, batch: Batch) -> Batch:
+        ok = [i for i, error in enumerate(_strings(batch, "error")) if not error]
+        n = len(batch["input"])
+        seeds = [seed_for(relative, self.settings.seed) for relative in _strings(batch, "relative")]
+        wavs = [b""] * n
+        seconds = 0.0
+        if ok:
+            clap = np.asarray(batch["clap"], np.float32)[ok]
+            if clap.shape[1] != self.generator.clap_dim:
+                raise TranslatorError(f"the translator gives {clap.shape[1]}-d CLAP vectors but "
+                                      f"{self.generator.source} expects {self.generator.clap_dim}-d ones")
+            started = time.perf_counter()
+            waveforms = self.generator.generate(clap, [seeds[i] for i in ok], duration=self.settings.duration,
+                                                steps=self.settings.steps, guidance=self.settings.guidance)
+            seconds = (time.perf_counter() - started) / len(ok)
+            for i, waveform in zip(ok, waveforms):
+                wavs[i] = wav_bytes(waveform, self.generator.sample_rate)
+        rest = {k: v for k, v in batch.items() if k != "clap"}
+        return {**rest, "wav": _objects(wavs), "seed": np.array(seeds, np.int64), "generate_s": np.full(n, seconds),
+                "sample_rate": np.full(n, self.generator.sample_rate, np.int32)}
+
+
+def _captions(explanation) -> list[str]:
+    """Retrieval captions from a translator's explanation: its `captions`, strings or {caption|text: ...}."""
+    captions = explanation.get("captions") if isinstance(explanation, dict) else explanation
+    texts = []
+    for caption in captions or []:
+        if isinstance(caption, dict):
+            caption = caption.get("caption") or caption.get("text") or ""
+        texts.append(str(caption))
+    return texts
+
+
+def _inside(key: str) -> str:
+    if key.startswith("/") or ".." in key.split("/"):
+        raise ValueError(f"refusing output key {key!r}: it would leave the output folder")
+    return key
+
+
+def write_batch(batch: Batch, output: str, translator: str, settings: GenerationSettings) -> Batch:
+    """Write stage: thumbnail, spectrogram, then the WAV, each atomically; then one manifest part for the batch.
+
+    The manifest row is the commit: an input without one is redone by the next run, which rewrites
+    the same files with the same seed.
+    """
+    errors, kinds = _strings(batch, "error"), _strings(batch, "error_kind")
+    rows = []
+    for i, (source, key) in enumerate(zip(_strings(batch, "input"), _strings(batch, "key"))):
+        started = time.perf_counter()
+        ok = not errors[i]
+        audio_key, thumbnail_key, spectrogram_key = (f"audio/{_inside(key)}.wav", f"thumbs/{key}.jpg",
+                                                     f"spectrograms/{key}.png")
+        if ok:
+            waveform, sample_rate = soundfile.read(io.BytesIO(bytes(batch["wav"][i])), dtype="float32")
+            storage.write_bytes_atomic(storage.join(output, thumbnail_key), bytes(batch["thumbnail"][i]))
+            storage.write_bytes_atomic(storage.join(output, spectrogram_key),
+                                       gallery.spectrogram_png(waveform, sample_rate))
+            storage.write_bytes_atomic(storage.join(output, audio_key), bytes(batch["wav"][i]))
+        explanation = json.loads(batch["explanation"][i]) if ok and batch["explanation"][i] else None
+        rows.append({
+            "input": source, "output": audio_key if ok else "", "status": "ok" if ok else "error",
+            "error": errors[i], "error_kind": kinds[i],
+            "thumbnail": thumbnail_key if ok else "", "spectrogram": spectrogram_key if ok else "",
+            "translator": translator, "seed": int(batch["seed"][i]), "steps": settings.steps,
+            "guidance": settings.guidance, "duration": settings.duration,
+            "sample_rate": int(batch["sample_rate"][i]),
+            "read_s": float(batch["read_s"][i]), "decode_s": float(batch["decode_s"][i]),
+            "encode_s": float(batch["encode_s"][i]), "generate_s": float(batch["generate_s"][i]),
+            "write_s": time.perf_counter() - started,
+            "captions": _captions(explanation), "explanation": json.dumps(explanation) if explanation else "",
+            "finished_at": datetime.now(timezone.utc),
+        })
+    manifest.write_part(output, rows)
+    return {"status": np.array([r["status"] for r in rows]), "error_kind": np.array(kinds),
+            "duration": np.array([r["duration"] if r["status"] == "ok" else 0.0 for r in rows])}
+
+
+# --- runners: the same stages, in this process or as a Ray Data pipeline ---
+
+
+def _items_batch(items: list[listing.InputItem]) -> Batch:
+    return {"input": np.array([i.input for i in items], dtype=object),
+            "relative": np.array([i.relative for i in items], dtype=object),
+            "key": np.array([i.key for i in items], dtype=object)}
+
+
+def _run_local(todo: list[listing.InputItem], job: SonifyJob):
+    encode = EncodeImages(job.models, job.device)
+    decode = DecodeImages(job.models.clip, job.limits, preprocess=encode.clip.preprocess)
+    generate = GenerateAudio(job.models.audioldm, job.settings, job.device)
+    for start in range(0, len(todo), job.settings.batch_size):
+        batch = read_batch(_items_batch(todo[start:start + job.settings.batch_size]), job.limits)
+        yield write_batch(generate(encode(decode(batch))), job.output, job.models.translator, job.settings)
+
+
+def _run_ray(todo: list[listing.InputItem], job: SonifyJob):
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()  # joins the cluster under `ray job submit` (RAY_ADDRESS), else starts a local one
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+    gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)
+    actors = job.actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
+    pool = ray.data.ActorPoolStrategy
+    # Workers of a cluster started elsewhere may lack the driver's object-store settings (endpoint, keys).
+    env = {"runtime_env": {"env_vars": {k: os.environ[k] for k in STORAGE_ENV if k in os.environ}}}
+    rows = [{"input": i.input, "relative": i.relative, "key": i.key} for i in todo]
+    dataset = (
+        ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // READ_BATCH, 1000)))
+        .map_batches(read_batch, fn_kwargs={"limits": job.limits}, batch_size=READ_BATCH,
+                     batch_format="numpy", num_cpus=TASK_CPUS, **env)
+        .map_batches(DecodeImages, fn_constructor_kwargs={"clip": job.models.clip, "limits": job.limits},
+                     compute=pool(min_size=1, max_size=max(1, int(cpus // 2))), batch_size=DECODE_BATCH,
+                     batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
+        .map_batches(EncodeImages, fn_constructor_kwargs={"models": job.models},
+                     compute=pool(min_size=1, max_size=max(1, int(cpus // 8))), batch_size=ENCODE_BATCH,
+                     batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
+        .map_batches(GenerateAudio, fn_constructor_kwargs={"audioldm": job.models.audioldm,
+                                                           "settings": job.settings},
+                     compute=pool(min_size=actors, max_size=actors), batch_size=job.settings.batch_size,
+                     batch_format="numpy", num_cpus=ACTOR_CPUS, num_gpus=gpus_per_actor, **env)
+        .map_batches(write_batch, fn_kwargs={"output": job.output, "translator": job.models.translator,
+                                             "settings": job.settings},
+                     batch_size=job.settings.batch_size, batch_format="numpy", num_cpus=TASK_CPUS, **env)
+    )
+    yield from dataset.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def _choose_runner(job: SonifyJob, count: int) -> str:
+    if job.runner != "auto":
+        return job.runner
+    if count > LOCAL_MAX_INPUTS or os.environ.get("RAY_ADDRESS"):
+        return "ray"
+    ray = sys.modules.get("ray")  # a caller that already started Ray wants it used
+    return "ray" if ray is not None and ray.is_initialized() else "local"
+
+
+_TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+
+
+def _remove_stale_temp_files(output: str) -> None:
+    """Temp files of atomic writes cut short by a kill; object stores have none (a PUT is all or nothing)."""
+    if storage.is_remote(output):
+        return
+    for root, _, files in os.walk(output):
+        for name in files:
+            if _TEMP_FILE.match(name):
+                os.remove(os.path.join(root, name))
+
+
+def run(job: SonifyJob, log=print) -> JobSummary:
+    # 1. List the inputs and drop those an earlier run already finished.
+    items = listing.list_inputs(list(job.inputs))
+    storage.makedirs(job.output)
+    _remove_stale_temp_files(job.output)
+    done = set(manifest.compact(job.output).column("input").to_pylist())
+    todo = [item for item in items if item.input not in done]
+    summary = JobSummary(listed=len(items), skipped=len(items) - len(todo), runner=_choose_runner(job, len(todo)))
+    log(f"{len(items)} inputs, {summary.skipped} already done, {len(todo)} to sonify ({summary.runner})")
+
+    # 2. Run the stages; every finished batch has its manifest part written by then.
+    started = time.perf_counter()
+    kinds = collections.Counter()
+    if todo:
+        batches = _run_local(todo, job) if summary.runner == "local" else _run_ray(todo, job)
+        for batch in batches:
+            statuses = _strings(batch, "status")
+            summary.ok += statuses.count("ok")
+            summary.error += len(statuses) - statuses.count("ok")
+            summary.audio_s += float(np.sum(batch["duration"]))
+            kinds.update(k for k, s in zip(_strings(batch, "error_kind"), statuses) if s != "ok")
+    summary.wall_s = time.perf_counter() - started
+    summary.error_kinds = dict(kinds)
+
+    # 3. One manifest file, and the gallery over everything done so far.
+    table = manifest.compact(job.output).select(["input", "output", "status", "thumbnail", "spectrogram",
+                                                 "captions"])
+    pages = gallery.write_gallery(job.output, table.to_pylist(), job.page_size)
+    log(summary.line())
+    log(f"manifest: {manifest.directory(job.output)}  gallery: {storage.join(job.output, 'index.html')} "
+        f"({pages} page{'s' if pages > 1 else ''})")
+    return summary

@@ -1,0 +1,236 @@
+"""The bulk sonify job: folders, buckets and URL lists in; WAVs, a manifest and a gallery out; exactly once."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile
+from PIL import Image
+
+import chromium
+from i2a_core import listing, manifest, storage
+from i2a_core.images import ImageLimits
+from i2a_core.pipelines.sonify import SonifyJob, run
+from i2a_core.presets import resolve_models
+from i2a_core.sonify import GenerationSettings, seed_for
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETTINGS = GenerationSettings(duration=0.5, steps=2, guidance=2.5, seed=7, batch_size=2)
+LIMITS = ImageLimits(max_pixels=50 * 50)
+
+
+def image_bytes(size=(40, 30), fmt="PNG", shade=0) -> bytes:
+    pixels = (np.arange(size[0] * size[1] * 3).reshape(size[1], size[0], 3) * (shade + 3)) % 256
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+GOOD = {"a/one.png": image_bytes(shade=1), "a/b/two.jpg": image_bytes(fmt="JPEG", shade=2),
+        "three.png": image_bytes(shade=3), "three.jpg": image_bytes(fmt="JPEG", shade=4)}  # same stem
+BAD = {"bad/text.jpg": (b"<!DOCTYPE html><html>", "not_image"),
+       "bad/truncated.png": (image_bytes(shade=5)[:60], "corrupt"),
+       "bad/huge.png": (image_bytes(size=(60, 60)), "too_large"),
+       "bad/lies.jpg": (image_bytes(shade=6), "wrong_extension")}
+
+
+def write_tree(root: str) -> None:
+    for name, data in {**GOOD, **{k: v for k, (v, _) in BAD.items()}}.items():
+        storage.write_bytes_atomic(storage.join(root, name), data)
+
+
+def job(inputs, output, runner="local") -> SonifyJob:
+    return SonifyJob(inputs=tuple(inputs), output=output, models=resolve_models("tiny"), settings=SETTINGS,
+                     limits=LIMITS, runner=runner)
+
+
+def raw_manifest(output: str) -> pa.Table:
+    """Every row in every manifest file, without the reader's deduplication."""
+    fs, path = storage.filesystem(manifest.directory(output))
+    return pq.read_table(path, filesystem=fs)
+
+
+def check_exactly_once(output: str, inputs: list[str]) -> pa.Table:
+    table = raw_manifest(output)
+    assert sorted(table.column("input").to_pylist()) == sorted(inputs)  # one row per input, none twice
+    fs, root = storage.filesystem(output)
+    wavs = sorted(p[len(root.rstrip("/")) + 1:] for p in fs.find(root) if p.endswith(".wav"))
+    ok = table.filter(pa.compute.equal(table.column("status"), "ok"))
+    assert wavs == sorted(ok.column("output").to_pylist())  # one WAV per ok row, nothing else
+    assert not [p for p in fs.find(root) if p.endswith(".tmp")]
+    return table
+
+
+def test_keys_stay_inside_and_never_collide():
+    assert listing.safe_key("a/b/cat.jpg") == "a/b/cat"
+    for hostile in ["a/../../x.jpg", "/etc/passwd.png", "../../x.png", "a/\x00\x07b\n.png", "..\\..\\x.png",
+                    ".hidden/.x.png", "./../.", ""]:
+        key = listing.safe_key(hostile)
+        parts = key.split("/")
+        assert key and not key.startswith("/") and ".." not in parts and "." not in parts, (hostile, key)
+        assert not any(p.startswith(".") for p in parts) and not any(ord(c) < 32 for c in key), (hostile, key)
+        assert os.path.realpath(os.path.join("/out/audio", key)).startswith("/out/audio/")
+    # Changed keys carry a hash of the original, so they cannot take a clean key's place.
+    assert listing.safe_key("a/../x.jpg") != listing.safe_key("a/x.jpg")
+    items = listing._with_keys([("/r/a.jpg", "a.jpg"), ("/r/a.png", "a.png"), ("/r/A.gif", "A.gif"),
+                                ("/r/b.jpg", "b.jpg"), ("/r/b.jpg", "b.jpg")])
+    keys = [i.key for i in items]
+    assert len(items) == 4 and len({k.lower() for k in keys}) == 4 and keys[3] == "b"
+
+
+def test_list_files_txt_csv_parquet(tmp_path, http_root):
+    root, base_url = http_root
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "x.png").write_bytes(image_bytes())
+    entries = ["img/x.png", f"{base_url}/site/y.png?size=large", "s3://bucket/k/z.jpg"]
+    (tmp_path / "list.txt").write_text("# inputs\n" + "\n".join(entries) + "\n\n")
+    (tmp_path / "list.csv").write_text("id,url\n" + "\n".join(f"{i},{e}" for i, e in enumerate(entries)) + "\n")
+    pq.write_table(pa.table({"n": [1, 2, 3], "path": entries}), tmp_path / "list.parquet")
+    host = base_url.split("://", 1)[1]
+    for name in ["list.txt", "list.csv", "list.parquet"]:
+        items = listing.list_inputs([str(tmp_path / name)])
+        assert [i.input for i in items] == [str(tmp_path / "img" / "x.png")] + entries[1:]
+        assert [i.relative for i in items] == ["img/x.png", f"{host}/site/y.png", "bucket/k/z.jpg"]
+
+
+def test_folder_job_writes_audio_manifest_gallery_and_reruns_nothing(tmp_path, monkeypatch):
+    write_tree(str(tmp_path / "in"))
+    output = str(tmp_path / "out")
+    summary = run(job([str(tmp_path / "in")], output))
+    assert (summary.ok, summary.error, summary.skipped) == (len(GOOD), len(BAD), 0)
+
+    table = check_exactly_once(output, [str(tmp_path / "in" / name) for name in {**GOOD, **BAD}])
+    rows = {os.path.relpath(r["input"], tmp_path / "in"): r for r in table.to_pylist()}
+    assert rows["a/one.png"]["output"] == "audio/a/one.wav" and rows["a/b/two.jpg"]["output"] == "audio/a/b/two.wav"
+    assert rows["three.png"]["output"] != rows["three.jpg"]["output"]  # same stem, two clips
+    for name, (_, kind) in BAD.items():
+        assert (rows[name]["status"], rows[name]["error_kind"]) == ("error", kind), name
+        assert rows[name]["error"].startswith(str(tmp_path / "in" / name))
+    for name in GOOD:
+        row = rows[name]
+        assert row["seed"] == seed_for(name, SETTINGS.seed)
+        assert (row["steps"], row["duration"], row["translator"]) == (2, 0.5, "tiny:translator")
+        assert row["generate_s"] > 0 and row["read_s"] >= 0
+        audio, rate = soundfile.read(os.path.join(output, row["output"]))
+        assert rate == row["sample_rate"] and len(audio) == int(0.5 * rate) and np.abs(audio).max() > 0
+        assert os.path.getsize(os.path.join(output, row["thumbnail"])) > 0
+        assert os.path.getsize(os.path.join(output, row["spectrogram"])) > 0
+    page = open(os.path.join(output, "index.html")).read()
+    assert page.count("<audio") == len(GOOD) and "a/b/two.wav" in page
+    if chromium.binary():  # the job's own gallery plays in a real browser (tests/test_gallery.py has more)
+        errors, shown = chromium.load_page(f"file://{output}/index.html", chromium.GALLERY_REPORT)
+        assert errors == [] and shown["playable"] == len(GOOD) and shown["broken"] == []
+
+    again = run(job([str(tmp_path / "in")], output))
+    assert (again.ok, again.error, again.skipped) == (0, 0, len(GOOD) + len(BAD))
+    check_exactly_once(output, [str(tmp_path / "in" / name) for name in {**GOOD, **BAD}])
+
+
+def test_url_list_with_404_and_retrieval_captions(tmp_path, http_root, monkeypatch):
+    """A CSV of URLs; a translator that explains itself puts its captions in the manifest and gallery."""
+    from i2a_core import translator as translators
+
+    class CaptioningTranslator(translators.MLPTranslator):
+        def explain(self, clip_vectors):
+            return [{"captions": [f"caption {i}", {"caption": "a dog barks"}]} for i in range(len(clip_vectors))]
+
+    monkeypatch.setitem(translators.TRANSLATOR_TYPES, "captioning", CaptioningTranslator)
+    tiny = translators.load_translator("tiny:translator")
+    tiny.config.type = "captioning"
+    tiny.save(str(tmp_path / "translator"))
+
+    root, base_url = http_root
+    (root / "cat.png").write_bytes(image_bytes(shade=9))
+    (tmp_path / "urls.csv").write_text(f"url\n{base_url}/cat.png\n{base_url}/missing.png\n")
+    output = str(tmp_path / "out")
+    bulk = SonifyJob(inputs=(str(tmp_path / "urls.csv"),), output=output,
+                     models=resolve_models("tiny", translator=str(tmp_path / "translator")), settings=SETTINGS,
+                     limits=LIMITS)
+    assert (run(bulk).ok, run(bulk).skipped) == (1, 2)
+    rows = {r["input"]: r for r in check_exactly_once(output, [f"{base_url}/cat.png", f"{base_url}/missing.png"])
+            .to_pylist()}
+    host = base_url.split("://", 1)[1]
+    assert rows[f"{base_url}/cat.png"]["output"] == f"audio/{host}/cat.wav"
+    assert rows[f"{base_url}/cat.png"]["captions"] == ["caption 0", "a dog barks"]
+    assert rows[f"{base_url}/missing.png"]["error_kind"] == "http_404"
+    assert "a dog barks" in open(os.path.join(output, "index.html")).read()
+
+
+def test_bucket_job_on_ray_matches_in_process_run(ray_session, s3_bucket):
+    import boto3
+
+    bucket = s3_bucket[len("s3://"):]
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    for name, data in {**GOOD, "a/../../evil.png": image_bytes(shade=8), "bad/text.jpg": BAD["bad/text.jpg"][0],
+                       "bad/truncated.png": BAD["bad/truncated.png"][0]}.items():
+        client.put_object(Bucket=bucket, Key=f"photos/{name}", Body=data)
+    client.put_object(Bucket=bucket, Key="photos/notes.txt", Body=b"not listed: no image extension")
+    inputs = [f"{s3_bucket}/photos/{name}" for name in [*GOOD, "a/../../evil.png", "bad/text.jpg",
+                                                         "bad/truncated.png"]]
+
+    on_ray = run(job([f"{s3_bucket}/photos"], f"{s3_bucket}/out", runner="ray"))
+    assert (on_ray.ok, on_ray.error, on_ray.runner) == (len(GOOD) + 1, 2, "ray")
+    table = check_exactly_once(f"{s3_bucket}/out", inputs)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert all(k.startswith(("photos/", "out/")) for k in keys)
+    assert all(".." not in k.split("/") for k in keys if k.startswith("out/"))
+    evil = next(r for r in table.to_pylist() if r["input"].endswith("evil.png"))
+    assert evil["status"] == "ok" and evil["output"].startswith("audio/a/evil-")
+    assert "out/index.html" in keys
+
+    # The same stages in-process give the same clips: seeds come from the input key, not the runner.
+    local = run(job([f"{s3_bucket}/photos"], f"{s3_bucket}/local", runner="local"))
+    assert local.ok == on_ray.ok
+    for row in table.to_pylist():
+        if row["status"] == "ok":
+            a, _ = soundfile.read(io.BytesIO(storage.read_bytes(f"{s3_bucket}/out/{row['output']}")))
+            b, _ = soundfile.read(io.BytesIO(storage.read_bytes(f"{s3_bucket}/local/{row['output']}")))
+            assert np.allclose(a, b, atol=1e-3), row["input"]
+
+
+def test_kill_mid_run_then_rerun_processes_every_input_once(tmp_path):
+    for i in range(12):
+        storage.write_bytes_atomic(str(tmp_path / "in" / f"d{i % 3}" / f"img{i}.png"), image_bytes(shade=i))
+    output = str(tmp_path / "out")
+    command = [sys.executable, os.path.join(REPO, "jobs", "sonify.py"), "--preset", "tiny", "--input",
+               str(tmp_path / "in"), "--output", output, "--runner", "local", "--batch-size", "1",
+               "--duration", "0.5", "--steps", "2", "--seed", "7"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": REPO})
+    deadline = time.monotonic() + 120
+    while not (os.path.isdir(manifest.directory(output)) and os.listdir(manifest.directory(output))):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no manifest part appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = raw_manifest(output).num_rows
+    assert 0 < done_before < 12, "the kill should land mid-run"
+
+    summary = run(job([str(tmp_path / "in")], output))
+    assert summary.skipped == done_before and summary.ok == 12 - done_before
+    table = check_exactly_once(output, [str(p) for p in (tmp_path / "in").rglob("*.png")])
+    assert set(table.column("status").to_pylist()) == {"ok"}
+    assert all(r["seed"] == seed_for(os.path.relpath(r["input"], tmp_path / "in"), 7) for r in table.to_pylist())
+
+
+def test_manifest_keeps_one_row_per_input_when_a_batch_was_written_twice(tmp_path):
+    """A retried task can write its part again; the reader and compaction keep one row, an ok one first."""
+    output = str(tmp_path / "out")
+    row = {name: None for name in manifest.SCHEMA.names}
+    manifest.write_part(output, [{**row, "input": "a", "status": "error", "error": "a: timed out"},
+                                 {**row, "input": "b", "status": "ok"}])
+    manifest.write_part(output, [{**row, "input": "a", "status": "ok"}, {**row, "input": "b", "status": "ok"}])
+    assert raw_manifest(output).num_rows == 4
+    table = manifest.compact(output)
+    assert sorted(zip(table.column("input").to_pylist(), table.column("status").to_pylist())) == \
+        [("a", "ok"), ("b", "ok")]
+    assert len(os.listdir(manifest.directory(output))) == 1 and raw_manifest(output).num_rows == 2

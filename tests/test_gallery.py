@@ -1,0 +1,71 @@
+"""The listening gallery renders in a real headless Chromium, from disk and over HTTP, with no console errors."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import chromium
+from i2a_core import gallery, storage
+from i2a_core.sonify import wav_bytes
+
+pytestmark = pytest.mark.skipif(chromium.binary() is None,
+                                reason="needs Chromium (apt-get install chromium; .ci/run installs it)")
+
+
+def make_outputs(output: str, names: list[str]) -> list[dict]:
+    """Clip files as the write stage lays them out, for names with folders and awkward characters."""
+    rows = []
+    for i, name in enumerate(names):
+        image = Image.fromarray(np.full((40, 60, 3), 40 * i, np.uint8))
+        waveform = 0.3 * np.sin(np.linspace(0, 2000 * (i + 1), 16000)).astype(np.float32)
+        row = {"input": f"/photos/{name}.jpg", "output": f"audio/{name}.wav", "status": "ok",
+               "thumbnail": f"thumbs/{name}.jpg", "spectrogram": f"spectrograms/{name}.png",
+               "captions": [f"caption {i} <b>&</b>"]}
+        storage.write_bytes_atomic(os.path.join(output, row["thumbnail"]), gallery.thumbnail_jpeg(image))
+        storage.write_bytes_atomic(os.path.join(output, row["spectrogram"]), gallery.spectrogram_png(waveform, 16000))
+        storage.write_bytes_atomic(os.path.join(output, row["output"]), wav_bytes(waveform, 16000))
+        rows.append(row)
+    rows.append({"input": "/photos/bad.jpg", "output": "", "status": "error", "thumbnail": "", "spectrogram": "",
+                 "captions": []})
+    return rows
+
+
+NAMES = ["a/cat", "a/b/dog #1", "zebra ünï?"]
+
+
+@pytest.fixture(scope="module")
+def gallery_dir(http_root):
+    root, base_url = http_root
+    output = os.path.join(root, "run 1")  # a space: links must be quoted
+    assert gallery.write_gallery(output, make_outputs(output, NAMES), page_size=2) == 2
+    return output, f"{base_url}/run%201"
+
+
+@pytest.mark.parametrize("served", [False, True], ids=["from-disk", "over-http"])
+def test_gallery_pages_render_without_console_errors(gallery_dir, served):
+    output, base_url = gallery_dir
+    first = f"{base_url}/index.html" if served else f"file://{output}/index.html"
+    errors, page1 = chromium.load_page(first, chromium.GALLERY_REPORT)
+    assert errors == []
+    assert page1["audios"] == page1["playable"] == 2
+    assert all(abs(d - 1.0) < 0.01 for d in page1["durations"])
+    assert page1["images"] == 4 and page1["broken"] == []
+    assert page1["captions"] == ["caption 1 <b>&</b>", "caption 0 <b>&</b>"]  # sorted by output path
+
+    errors, page2 = chromium.load_page(page1["next"], chromium.GALLERY_REPORT)
+    assert errors == []
+    assert page2["audios"] == page2["playable"] == 1
+    assert page2["images"] == 2 and page2["broken"] == [] and page2["next"] is None
+
+
+def test_missing_file_is_caught(tmp_path):
+    """The check can fail: a gallery with a missing spectrogram logs a console error."""
+    output = str(tmp_path / "out")
+    gallery.write_gallery(output, make_outputs(output, ["only"]))
+    os.remove(os.path.join(output, "spectrograms", "only.png"))
+    errors, page = chromium.load_page(f"file://{output}/index.html", chromium.GALLERY_REPORT)
+    assert page["broken"] and any("only.png" in e or "ERR_FILE_NOT_FOUND" in e for e in errors)
