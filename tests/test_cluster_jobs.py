@@ -1,0 +1,111 @@
+"""The jobs, submitted with `ray job submit` to a real two-node Ray cluster (one node declares a logical GPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import _free_port
+from tests.helpers import write_images
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RAY = os.path.join(os.path.dirname(sys.executable), "ray")
+
+
+def _wait_for(check, what: str, timeout_s: float = 120.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError:
+            pass
+        time.sleep(1.0)
+    raise TimeoutError(f"cluster: {what} not ready after {timeout_s:.0f} s")
+
+
+def _alive_nodes(dashboard: str) -> list[dict]:
+    with urllib.request.urlopen(f"{dashboard}/api/v0/nodes?limit=10", timeout=5) as response:
+        nodes = json.load(response)["data"]["result"]["result"]
+    return [node for node in nodes if node["state"] == "ALIVE"]
+
+
+@pytest.fixture(scope="module")
+def cluster(i2a_cache):
+    """`ray start --head` (CPU only) plus a second `ray start` node that declares one logical GPU."""
+    temp_dir = f"/tmp/i2a-ray-{os.getpid()}"  # short: Ray's unix sockets live under it
+    port, dashboard_port = _free_port(), _free_port()
+    # Token auth would need the token on every node and client; a loopback test cluster does without.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    common = ["--block", "--disable-usage-stats"]
+    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard_port}",
+                             "--dashboard-host=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
+                             f"--temp-dir={temp_dir}", *common],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dashboard = f"http://127.0.0.1:{dashboard_port}"
+    processes = [head]
+    try:
+        _wait_for(lambda: _alive_nodes(dashboard), "head node")
+        processes.append(subprocess.Popen(
+            [RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", "--num-gpus=1", *common],
+            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        nodes = _wait_for(lambda: len(_alive_nodes(dashboard)) == 2 and _alive_nodes(dashboard), "GPU node")
+        assert sorted(node["resources_total"].get("GPU", 0) for node in nodes) == [0, 1]
+        yield {"dashboard": dashboard, "env": env, "cache": i2a_cache}
+    finally:
+        for process in processes:  # `ray start --block` stops its node's processes on SIGTERM
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        # Workers outlive their raylet for a moment; anything still naming our temp dir is ours.
+        subprocess.run(["pkill", "-9", "-f", temp_dir], check=False)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def submit(cluster, job: str, *args: str, timeout_s: float = 400) -> str:
+    """`ray job submit --working-dir <repo> -- python jobs/<job>.py ...`; returns the job's logs."""
+    runtime_env = {"env_vars": {"HF_HUB_OFFLINE": "1", "I2A_CACHE": cluster["cache"],
+                                "NO_ALBUMENTATIONS_UPDATE": "1"}}
+    result = subprocess.run(
+        [RAY, "job", "submit", "--address", cluster["dashboard"], "--working-dir", ROOT,
+         "--runtime-env-json", json.dumps(runtime_env), "--", sys.executable, f"jobs/{job}.py", *args],
+        env=cluster["env"], capture_output=True, text=True, timeout=timeout_s)
+    assert result.returncode == 0 and "succeeded" in result.stdout, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_embed_and_sonify_jobs_on_a_two_node_cluster(cluster, tmp_path):
+    captions = tmp_path / "captions.csv"
+    captions.write_text("audiocap_id,youtube_id,start_time,caption\n"
+                        + "".join(f"{i},yt{i},0,sound number {i} with rain\n" for i in range(24)))
+    pairs = tmp_path / "pairs"
+    # The encoder actor asks for the GPU node's logical GPU; torch sees no CUDA there and falls back to CPU.
+    submit(cluster, "embed", "--preset", "tiny", "--source", "audiocaps", "--input", str(captions),
+           "--output", str(pairs), "--gpus-per-actor", "1", "--batch-size", "8")
+    table = pq.ParquetDataset(sorted(str(p) for p in pairs.glob("part-*.parquet"))).read()
+    assert table.num_rows == 24 and len(set(table.column("id").to_pylist())) == 24
+    assert json.loads((pairs / "stats.json").read_text())["rows"] == 24
+
+    write_images(tmp_path / "photos", ["a.png", "deep/b.jpg", "deep/c.png"])
+    sounds = tmp_path / "sounds"
+    submit(cluster, "sonify", "--preset", "tiny", "--input", str(tmp_path / "photos"), "--output", str(sounds),
+           "--runner", "ray", "--gpus-per-actor", "1", "--duration", "1", "--steps", "2")
+    assert sorted(str(p.relative_to(sounds / "audio")) for p in (sounds / "audio").rglob("*.wav")) == \
+        ["a.wav", "deep/b.wav", "deep/c.wav"]
+    manifest = pq.ParquetDataset(sorted(str(p) for p in (sounds / "manifest").glob("*.parquet"))).read()
+    assert sorted(manifest.column("status").to_pylist()) == ["ok"] * 3
+    assert (sounds / "index.html").exists()
