@@ -11,6 +11,7 @@ import sys
 # name -> module under i2a_core.commands; imported lazily so `i2a --help` stays fast.
 COMMANDS = {
     "sonify": "i2a_core.commands.sonify",
+    "train": "i2a_core.commands.train",
 }
 
 

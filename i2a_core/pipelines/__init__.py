@@ -1,0 +1,1 @@
+"""Jobs as chains of stages: embed, train, sonify."""
