@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 
@@ -169,11 +170,28 @@ def prepare(input_url: str, work_dir: str, val_fraction: float = 0.1, test_fract
     vectors to flat files that trials memory-map. Reuses an earlier preparation of the same input.
     """
     fingerprint = input_fingerprint(input_url)
-    target = os.path.join(work_dir, f"prepared-v{PREPARED_VERSION}-{fingerprint}")
+    split_tag = f"v{val_fraction:g}-t{test_fraction:g}"
+    target = os.path.join(work_dir, f"prepared-v{PREPARED_VERSION}-{fingerprint}-{split_tag}")
     if os.path.exists(os.path.join(target, "stats.json")):
         return target
     staging = f"{target}.{uuid.uuid4().hex}.partial"
-    os.makedirs(staging)
+    os.makedirs(staging)  # the parent work_dir too
+    try:
+        stats = _prepare_into(input_url, staging, fingerprint, val_fraction, test_fraction)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    with open(os.path.join(staging, "stats.json"), "w") as f:
+        json.dump(stats, f, indent=2)  # written last: a prepared folder without it is unfinished
+    try:
+        os.rename(staging, target)
+    except OSError:  # a concurrent preparation of the same input finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _prepare_into(input_url: str, staging: str, fingerprint: str, val_fraction: float,
+                  test_fraction: float) -> dict:
     fs, _ = storage.filesystem(input_url)
     files = parquet_files(input_url)
     try:
@@ -242,15 +260,7 @@ def prepare(input_url: str, work_dir: str, val_fraction: float = 0.1, test_fract
     }
     with open(os.path.join(staging, "bank_captions.json"), "w", encoding="utf-8") as f:
         json.dump(bank_captions["train"] + bank_captions["val"], f)
-    with open(os.path.join(staging, "stats.json"), "w") as f:
-        json.dump(stats, f, indent=2)
-    os.makedirs(work_dir, exist_ok=True)
-    try:
-        os.rename(staging, target)
-    except OSError:  # a concurrent preparation of the same input finished first
-        import shutil
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return stats
 
 
 def _mean(total, rows: int, dim: int | None) -> list[float]:

@@ -199,7 +199,7 @@ def retrieval_scores(predictions: torch.Tensor, targets: torch.Tensor) -> dict:
 
 @torch.no_grad()
 def _predict(translator: Translator, clip: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.cat([translator(torch.from_numpy(np.asarray(clip[i:i + EVAL_BATCH_ROWS])).to(device))
+    return torch.cat([translator(torch.from_numpy(np.array(clip[i:i + EVAL_BATCH_ROWS])).to(device))
                       for i in range(0, len(clip), EVAL_BATCH_ROWS)])
 
 
@@ -213,7 +213,7 @@ def evaluate(translator: Translator, test: SplitArrays, device: torch.device = t
     translator = translator.eval()
     if len(test) == 0:
         return {}
-    targets = torch.from_numpy(np.asarray(test.clap)).to(device)
+    targets = torch.from_numpy(np.array(test.clap)).to(device)
     metrics = {"all": retrieval_scores(_predict(translator, test.clip, device), targets)}
     images = np.flatnonzero(test.is_image)
     if len(images):

@@ -203,7 +203,8 @@ def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log)
     tuner = tune.Tuner(
         tune.with_resources(tune_trial, resources),
         param_space=param_space,
-        tune_config=tune.TuneConfig(num_samples=1),
+        # Reusing actors saves each trial a fresh process and its torch import.
+        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
         run_config=tune.RunConfig(name="i2a-train", verbose=0,
                                   storage_path=tempfile.mkdtemp(prefix="i2a-tune-")),
     )
