@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from i2a_core.cli import main
-from i2a_core.dataset import load_prepared, prepare
-from i2a_core.synthetic import write_synthetic
+from i2a_core.dataset import load_prepared, prepare, split_of
+from i2a_core.synthetic import synthetic_pairs, write_synthetic
 from i2a_core.training import TrialSpec, run_trial
 from i2a_core.translator import TRANSLATOR_TYPES, RetrievalTranslator, TranslatorError, load_translator
 
@@ -73,6 +73,12 @@ def test_built_from_audiocaps_rows_with_mean_shift(tmp_path):
     assert len(translator.keys) == bank_rows == result.train_rows
     assert translator.config.mean_shift
     np.testing.assert_allclose(translator.image_mean.numpy(), data.image_mean)
+    # each bank caption stays with its own vectors: a stored row's CLIP vector explains as its own caption
+    table = synthetic_pairs(800).to_pylist()
+    row = next(r for r in table if r["source"] == "audiocaps" and split_of(r["id"]) == "val")
+    translator.config.mean_shift = False  # the query is a text row
+    assert translator.explain(np.array([row["clip"]]))[0]["sounds_like"][0]["caption"] == row["caption"]
+    translator.config.mean_shift = True
     # synthetic images carry a modality offset: shifting it away must help image rows
     assert result.metrics["image_shift_delta"]["cosine"] > 0
     assert result.metrics["all"]["r1"] > 10 / result.metrics["all"]["rows"]

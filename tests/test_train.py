@@ -98,6 +98,19 @@ def test_group_without_rows_is_skipped_with_the_reason(tmp_path, capsys):
     assert "images-cosine-h16: skipped" in capsys.readouterr().out
 
 
+def test_a_diverging_trial_is_reported_never_saved_as_a_model(tmp_path, capsys):
+    source = write_synthetic(str(tmp_path / "in"), 300)
+    output = str(tmp_path / "out")
+    code = main(["train", "--input", source, "--output", output, "--datasets", "all", "--losses", "mse",
+                 "--hidden", "16", "--epochs", "3", "--lr", "inf", "--no-ray"])
+    assert code == 1
+    row = leaderboard(output)[0]
+    assert row["status"] == "diverged" and "non-finite loss" in row["reason"] and row["rank"] == ""
+    assert not os.path.exists(os.path.join(output, "best"))
+    assert not os.path.exists(os.path.join(output, "trials", "all-mse-h16", "model.safetensors"))
+    assert "best: none" in capsys.readouterr().out
+
+
 def _write(path, table):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     pq.write_table(table, path)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -200,15 +201,21 @@ def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log)
     param_space = {"spec": tune.grid_search([asdict(s) for s in specs]), "data_url": data_url,
                    "output": config.output, "cpus": config.cpus_per_trial, "gpus": config.gpus_per_trial}
     started = time.perf_counter()
+    # Tune's own progress tables would bury ours; its experiment state is scratch (results live in --output).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    scratch = tempfile.mkdtemp(prefix="i2a-tune-")
     tuner = tune.Tuner(
         tune.with_resources(tune_trial, resources),
         param_space=param_space,
         # Reusing actors saves each trial a fresh process and its torch import.
         tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
         run_config=tune.RunConfig(name="i2a-train", verbose=0,
-                                  storage_path=tempfile.mkdtemp(prefix="i2a-tune-")),
+                                  storage_path=scratch),
     )
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     records = {}
     for result in results:
         spec = TrialSpec(**result.config["spec"])
