@@ -51,7 +51,7 @@ class TrialResult:
     """What a trial produced: the translator (None when it failed), its history and its test metrics."""
 
     spec: TrialSpec
-    status: str  # ok | skipped | diverged
+    status: str  # ok | skipped | diverged (| failed, set by the pipeline when a trial raised)
     reason: str = ""
     translator: Translator | None = None
     history: list[dict] = field(default_factory=list)
@@ -61,7 +61,7 @@ class TrialResult:
 
     def record(self) -> dict:
         """The JSON-able summary written as metrics.json."""
-        return {"trial": self.spec.name, **asdict(self.spec), "status": self.status, "reason": self.reason,
+        return {"trial": self.spec.name, "spec": asdict(self.spec), "status": self.status, "reason": self.reason,
                 "train_rows": self.train_rows, "seconds": round(self.seconds, 3),
                 "epochs_run": len(self.history), "history": self.history, "metrics": self.metrics}
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from i2a_core.cli import main
-from i2a_core.dataset import DatasetError, load_prepared, prepare, split_of
+from i2a_core.dataset import load_prepared, prepare, split_of
 from i2a_core.pipelines.train import TrainConfig, train_grid
 from i2a_core.synthetic import SCHEMA, synthetic_pairs, write_synthetic
 from i2a_core.training import TrialSpec, run_trial
@@ -188,3 +188,20 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
+
+
+def test_mean_shift_is_stored_and_its_effect_on_images_is_in_the_leaderboard(tmp_path):
+    source = write_synthetic(str(tmp_path / "in"), 1500, gap=1.0)
+    output = str(tmp_path / "out")
+    assert main(["train", "--input", source, "--output", output, "--datasets", "audiocaps,images",
+                 "--losses", "cosine", "--hidden", "64", "--epochs", "8", "--lr", "3e-3", "--mean-shift",
+                 "--no-ray"]) == 0
+    rows = {r["trial"]: r for r in leaderboard(output)}
+    # trained on text, applied to images: removing the modality offset helps; trained on images, it hurts
+    assert float(rows["audiocaps-cosine-h64"]["shift_effect_image_cosine"]) > 0.02
+    assert float(rows["images-cosine-h64"]["shift_effect_image_cosine"]) < 0
+    translator = load_translator(os.path.join(output, "trials", "audiocaps-cosine-h64"))
+    data = json.load(open(os.path.join(output, "data.json")))
+    assert translator.config.mean_shift
+    np.testing.assert_allclose(translator.image_mean.numpy(), data["image_mean"], rtol=1e-6)
+    np.testing.assert_allclose(translator.text_mean.numpy(), data["text_mean"], rtol=1e-6)

@@ -166,7 +166,7 @@ def _finished_record(output: str, spec: TrialSpec) -> dict | None:
 def save_trial(output: str, result: TrialResult) -> dict:
     """Write the translator, its loss curve and, last, metrics.json: the marker that the trial is finished."""
     directory = storage.join(output, "trials", result.spec.name)
-    record = {**result.record(), "spec": asdict(result.spec)}
+    record = result.record()
     if result.translator is not None:
         result.translator.save(directory)
     if result.history:
@@ -198,6 +198,11 @@ def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log)
     if not ray.is_initialized():
         ray.init(log_to_driver=False)  # joins the cluster when run under `ray job submit` or with RAY_ADDRESS
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
+    available = ray.cluster_resources()
+    for name, need in resources.items():
+        if need > available.get(name.upper(), 0):  # Tune would wait for them forever (unless it autoscales)
+            log(f"warning: each trial asks for {need:g} {name.upper()} but the Ray cluster has "
+                f"{available.get(name.upper(), 0):g}; trials wait until the cluster grows")
     param_space = {"spec": tune.grid_search([asdict(s) for s in specs]), "data_url": data_url,
                    "output": config.output, "cpus": config.cpus_per_trial, "gpus": config.gpus_per_trial}
     started = time.perf_counter()
@@ -257,9 +262,10 @@ def leaderboard_row(record: dict) -> dict:
     metrics = record.get("metrics") or {}
     image, overall = metrics.get("image", {}), metrics.get("all", {})
     effect = metrics.get("image_shift_delta", {})
+    spec = record["spec"]
     return {
-        "trial": record["trial"], "status": record["status"], "dataset": record["dataset"],
-        "loss": record["loss"], "hidden": record["hidden"] or "", "mean_shift": record["mean_shift"],
+        "trial": record["trial"], "status": record["status"], "dataset": spec["dataset"],
+        "loss": spec["loss"], "hidden": spec["hidden"] or "", "mean_shift": spec["mean_shift"],
         **{f"image_{k}": image.get(k) for k in ("r1", "r5", "r10", "median_rank", "cosine")},
         "shift_effect_image_r1": effect.get("r1"), "shift_effect_image_cosine": effect.get("cosine"),
         **{k: overall.get(k) for k in ("r1", "r5", "r10", "median_rank", "cosine", "mse")},
@@ -333,7 +339,7 @@ def _loss_plot(records: list[dict]) -> bytes:
 
     by_loss: dict[str, dict] = {}
     for record in records:
-        by_loss.setdefault(record["loss"], {})[record["trial"]] = record["history"]
+        by_loss.setdefault(record["spec"]["loss"], {})[record["trial"]] = record["history"]
     figure, axes = plt.subplots(1, len(by_loss), figsize=(5 * len(by_loss), 3.5), squeeze=False)
     for ax, (loss, group) in zip(axes[0], by_loss.items()):
         for name, history in group.items():
