@@ -1,6 +1,6 @@
 """Benchmark: the translator grid as parallel Ray Tune trials vs the same trials one after another in one process.
 
-    python bench/train.py --rows 20000 --epochs 3
+    python bench/train.py --rows 20000 --epochs 2
 
 Both runs read the same synthetic embedding Parquet (512-d CLIP and CLAP by default, like the real models),
 train the same grid with the same seed, and include preparing the data. Ray starts before the clock
@@ -23,8 +23,8 @@ from i2a_core.synthetic import write_synthetic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=20000, help="synthetic pairs (default: 20000)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=5000, help="synthetic pairs (default: 5000)")
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--clip-dim", type=int, default=512)
     parser.add_argument("--clap-dim", type=int, default=512)

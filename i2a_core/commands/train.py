@@ -96,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
         summary = train_grid(config)
     except DatasetError as e:
         raise CommandError(str(e)) from None
+    for position, record in enumerate(r for r in summary.records if r["status"] == "ok"):
+        if position == 5:
+            break
+        image, overall = record["metrics"].get("image", {}), record["metrics"].get("all", {})
+        print(f"  {position + 1}. {record['trial']}: image R@1 {_score(image.get('r1'))}, "
+              f"cosine {_score(overall.get('cosine'))}, R@1 {_score(overall.get('r1'))}")
     failed = [r for r in summary.records if r["status"] in ("failed", "diverged")]
     skipped = [r for r in summary.records if r["status"] == "skipped"]
     for record in skipped + failed:
@@ -103,3 +109,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(summary.records) - len(failed) - len(skipped)} trials finished, {len(skipped)} skipped, "
           f"{len(failed)} failed; best: {summary.best or 'none'}; leaderboard: {args.output}/leaderboard.md")
     return 1 if failed or not summary.best else 0
+
+
+def _score(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
