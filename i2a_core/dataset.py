@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
@@ -46,7 +47,9 @@ def parquet_files(url: str) -> list[str]:
     if not fs.exists(path):
         raise DatasetError(f"{url}: no such file or folder")
     if fs.isdir(path):
-        files = sorted(p for p in fs.find(path) if p.endswith(".parquet"))
+        # Hidden and underscore files are writers' temporaries and markers, not data.
+        files = sorted(p for p in fs.find(path)
+                       if p.endswith(".parquet") and not os.path.basename(p).startswith((".", "_")))
         if not files:
             raise DatasetError(f"{url}: empty input (no .parquet files in the folder)")
         return files
@@ -148,7 +151,8 @@ def _vectors(column, dim: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    lengths = column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    # list_value_length also takes fixed-size and large lists, which a producer may write instead.
+    lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
     if dim is None and (lengths > 0).any():
         dim = int(np.bincount(lengths[lengths > 0]).argmax())
     if dim is None:
