@@ -205,3 +205,12 @@ def test_mean_shift_is_stored_and_its_effect_on_images_is_in_the_leaderboard(tmp
     assert translator.config.mean_shift
     np.testing.assert_allclose(translator.image_mean.numpy(), data["image_mean"], rtol=1e-6)
     np.testing.assert_allclose(translator.text_mean.numpy(), data["text_mean"], rtol=1e-6)
+
+
+def test_gpus_per_trial_without_gpus_runs_on_cpu(tmp_path, ray_session):
+    source = write_synthetic(str(tmp_path / "in"), 200)
+    logs = []
+    summary = train_grid(TrainConfig(input=source, output=str(tmp_path / "out"), datasets=("all",),
+                                     losses=("cosine",), hidden=(8,), epochs=1, gpus_per_trial=0.25), log=logs.append)
+    assert summary.best == "all-cosine-h8"
+    assert any("no GPU, so trials run on CPU" in line for line in logs), logs

@@ -197,14 +197,17 @@ def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log)
 
     if not ray.is_initialized():
         ray.init(log_to_driver=False)  # joins the cluster when run under `ray job submit` or with RAY_ADDRESS
-    resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
     available = ray.cluster_resources()
-    for name, need in resources.items():
-        if need > available.get(name.upper(), 0):  # Tune would wait for them forever (unless it autoscales)
-            log(f"warning: each trial asks for {need:g} {name.upper()} but the Ray cluster has "
-                f"{available.get(name.upper(), 0):g}; trials wait until the cluster grows")
+    gpus = config.gpus_per_trial
+    if gpus > 0 and not available.get("GPU"):
+        log(f"--gpus-per-trial {gpus:g}: the Ray cluster has no GPU, so trials run on CPU")
+        gpus = 0.0
+    if config.cpus_per_trial > available.get("CPU", 0):  # Tune would wait for them (unless it autoscales)
+        log(f"warning: each trial asks for {config.cpus_per_trial:g} CPUs but the Ray cluster has "
+            f"{available.get('CPU', 0):g}; trials wait until the cluster grows")
+    resources = {"cpu": config.cpus_per_trial, "gpu": gpus}
     param_space = {"spec": tune.grid_search([asdict(s) for s in specs]), "data_url": data_url,
-                   "output": config.output, "cpus": config.cpus_per_trial, "gpus": config.gpus_per_trial}
+                   "output": config.output, "cpus": config.cpus_per_trial, "gpus": gpus}
     started = time.perf_counter()
     # Tune's own progress tables would bury ours; its experiment state is scratch (results live in --output).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
