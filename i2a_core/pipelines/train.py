@@ -150,6 +150,12 @@ def _prepare_data(config: TrainConfig) -> tuple[str, dict]:
 
 
 def _open_prepared(data_url: str):
+    """Memory-map the prepared arrays: in place when local, else from this node's copy (made once)."""
+    if storage.is_remote(data_url):
+        # On the driver's node the arrays were prepared here before the upload: no need to download them.
+        here = os.path.join(cache_dir(), "prepared", data_url.rstrip("/").rsplit("/", 1)[-1])
+        if os.path.exists(os.path.join(here, "stats.json")):
+            return load_prepared(here)
     return load_prepared(storage.local_copy(data_url, os.path.join(cache_dir(), "downloads")))
 
 
