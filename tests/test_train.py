@@ -214,3 +214,18 @@ def test_gpus_per_trial_without_gpus_runs_on_cpu(tmp_path, ray_session):
                                      losses=("cosine",), hidden=(8,), epochs=1, gpus_per_trial=0.25), log=logs.append)
     assert summary.best == "all-cosine-h8"
     assert any("no GPU, so trials run on CPU" in line for line in logs), logs
+
+
+def test_prepare_streams_in_batches_with_the_same_result(tmp_path, monkeypatch):
+    from i2a_core import dataset
+
+    source = write_synthetic(str(tmp_path / "in"), 500)
+    whole = load_prepared(prepare(source, str(tmp_path / "whole")))
+    monkeypatch.setattr(dataset, "READ_BATCH_ROWS", 64)  # eight batches instead of one
+    batched = load_prepared(prepare(source, str(tmp_path / "batched")))
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(whole.splits[split].clip, batched.splits[split].clip)
+        np.testing.assert_array_equal(whole.splits[split].is_image, batched.splits[split].is_image)
+    np.testing.assert_allclose(whole.image_mean, batched.image_mean, rtol=1e-5)
+    assert whole.retrieval_bank()[2] == batched.retrieval_bank()[2]
+    assert isinstance(batched.splits["train"].clip, np.memmap)  # trials page rows in, nothing is loaded whole
