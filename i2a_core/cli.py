@@ -13,6 +13,7 @@ COMMANDS = {
     "sonify": "i2a_core.commands.sonify",
     "fetch": "i2a_core.commands.fetch",
     "embed": "i2a_core.commands.embed",
+    "train": "i2a_core.commands.train",
 }
 
 

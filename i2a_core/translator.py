@@ -106,7 +106,75 @@ class MLPTranslator(Translator):
         return F.normalize(self.net(x), dim=-1)
 
 
-TRANSLATOR_TYPES: dict[str, type[Translator]] = {"mlp": MLPTranslator}
+class RetrievalTranslator(Translator):
+    """Training-free: the softmax-weighted (temperature, top-k) average of the CLAP vectors of the captions
+    whose CLIP text vectors are nearest the input. It explains itself with those captions.
+
+    The memory (unit CLIP keys, CLAP values, UTF-8 captions) is stored in model.safetensors like weights,
+    so loading it needs no pickle and no side files.
+    """
+
+    def __init__(self, config: TranslatorConfig, memory_rows: int = 0, caption_bytes: int = 0):
+        super().__init__(config)
+        self.register_buffer("keys", torch.zeros(memory_rows, config.in_dim))
+        self.register_buffer("values", torch.zeros(memory_rows, config.out_dim))
+        self.register_buffer("caption_bytes", torch.zeros(caption_bytes, dtype=torch.uint8))
+        self.register_buffer("caption_offsets", torch.zeros(memory_rows + 1, dtype=torch.int64))
+
+    @classmethod
+    def build(cls, config: TranslatorConfig, weights: dict[str, torch.Tensor]) -> "RetrievalTranslator":
+        if "keys" not in weights or "caption_bytes" not in weights:
+            raise TranslatorError("retrieval translator weights need 'keys' and 'caption_bytes'")
+        return cls(config, len(weights["keys"]), len(weights["caption_bytes"]))
+
+    @classmethod
+    def from_pairs(cls, clip_vectors: np.ndarray, clap_vectors: np.ndarray, captions: list[str],
+                   top_k: int = 10, temperature: float = 0.05, **config_fields) -> "RetrievalTranslator":
+        """Build from (CLIP text vector, CLAP vector, caption) rows, e.g. AudioCaps."""
+        if not len(clip_vectors) == len(clap_vectors) == len(captions) or not len(captions):
+            raise TranslatorError(f"retrieval translator needs equally many (>0) CLIP vectors, CLAP vectors and "
+                                  f"captions, got {len(clip_vectors)}, {len(clap_vectors)}, {len(captions)}")
+        if top_k < 1 or not temperature > 0:
+            raise TranslatorError(f"retrieval translator needs top_k >= 1 and temperature > 0 "
+                                  f"(got {top_k}, {temperature})")
+        encoded = [c.encode("utf-8") for c in captions]
+        config = TranslatorConfig(type="retrieval", in_dim=clip_vectors.shape[1], out_dim=clap_vectors.shape[1],
+                                  hidden=0, loss="none", temperature=temperature, **config_fields)
+        config.extra = {**config.extra, "top_k": int(top_k), "memory_rows": len(captions)}
+        translator = cls(config, len(captions), sum(map(len, encoded)))
+        translator.keys.copy_(F.normalize(torch.as_tensor(np.asarray(clip_vectors, np.float32)), dim=-1))
+        translator.values.copy_(F.normalize(torch.as_tensor(np.asarray(clap_vectors, np.float32)), dim=-1))
+        translator.caption_bytes.copy_(torch.frombuffer(bytearray(b"".join(encoded)), dtype=torch.uint8))
+        translator.caption_offsets.copy_(torch.as_tensor(np.cumsum([0] + [len(e) for e in encoded])))
+        return translator.eval()
+
+    @property
+    def top_k(self) -> int:
+        return min(int(self.config.extra.get("top_k", 10)), len(self.keys))
+
+    def neighbours(self, clip_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(softmax weights, memory indices) of each row's top-k captions."""
+        queries = F.normalize(self.shift(clip_vectors), dim=-1)
+        similarity, index = (queries @ self.keys.T).topk(self.top_k, dim=-1)
+        return torch.softmax(similarity / self.config.temperature, dim=-1), index
+
+    def forward(self, clip_vectors: torch.Tensor) -> torch.Tensor:
+        weights, index = self.neighbours(clip_vectors)
+        return F.normalize((weights.unsqueeze(-1) * self.values[index]).sum(dim=1), dim=-1)
+
+    def caption(self, i: int) -> str:
+        start, end = self.caption_offsets[i].item(), self.caption_offsets[i + 1].item()
+        return bytes(self.caption_bytes[start:end].tolist()).decode("utf-8")
+
+    @torch.inference_mode()
+    def explain(self, clip_vectors: np.ndarray) -> list[dict]:
+        weights, index = self.neighbours(torch.as_tensor(np.asarray(clip_vectors, np.float32)))
+        return [{"sounds_like": [{"caption": self.caption(i), "weight": round(w, 4)}
+                                 for w, i in zip(row_weights.tolist(), row_index.tolist())]}
+                for row_weights, row_index in zip(weights, index)]
+
+
+TRANSLATOR_TYPES: dict[str, type[Translator]] = {"mlp": MLPTranslator, "retrieval": RetrievalTranslator}
 
 
 def load_translator(url: str) -> Translator:

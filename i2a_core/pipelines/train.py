@@ -1,0 +1,384 @@
+"""The translator grid on Ray Tune: prepare data once, run unfinished trials in parallel, rank, plot, pick the best."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+from i2a_core import storage
+from i2a_core.dataset import DATASET_GROUPS, load_prepared, prepare
+from i2a_core.hub import cache_dir
+from i2a_core.losses import LOSSES
+from i2a_core.training import TrialResult, TrialSpec, group_problem, run_trial
+
+TRIAL_FILES = ("config.json", "model.safetensors", "metrics.json")
+LEADERBOARD_COLUMNS = (
+    "rank", "trial", "status", "dataset", "loss", "hidden", "mean_shift",
+    "image_r1", "image_r5", "image_r10", "image_median_rank", "image_cosine",
+    "shift_effect_image_r1", "shift_effect_image_cosine",
+    "r1", "r5", "r10", "median_rank", "cosine", "mse", "best_val_loss",
+    "epochs_run", "train_rows", "seconds", "reason",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of `i2a train`, typed once; the CLI and jobs/train.py both build one."""
+
+    input: str
+    output: str
+    datasets: tuple[str, ...] = DATASET_GROUPS
+    losses: tuple[str, ...] = LOSSES
+    hidden: tuple[int, ...] = (256, 512)
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    patience: int = 3
+    temperature: float = 0.07
+    mean_shift: bool = False
+    retrieval: bool = False
+    retrieval_k: int = 10
+    retrieval_temperature: float = 0.05
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: float = 1.0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    ray: bool = True  # False: trials one after another in this process (small runs, benchmark baseline)
+
+    def check(self) -> None:
+        """Raise ValueError naming the setting when one cannot work."""
+        unknown = [d for d in self.datasets if d not in DATASET_GROUPS]
+        if unknown:
+            raise ValueError(f"--datasets {','.join(unknown)}: unknown (choose from {', '.join(DATASET_GROUPS)})")
+        unknown = [loss for loss in self.losses if loss not in LOSSES]
+        if unknown:
+            raise ValueError(f"--losses {','.join(unknown)}: unknown (choose from {', '.join(LOSSES)})")
+        for name in ("epochs", "batch_size", "patience", "retrieval_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"--hidden {','.join(map(str, self.hidden))}: sizes must be at least 1")
+        for name in ("lr", "temperature", "retrieval_temperature", "cpus_per_trial"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+        if self.gpus_per_trial < 0:
+            raise ValueError(f"--gpus-per-trial {self.gpus_per_trial}: must not be negative")
+        if not (0 < self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
+            raise ValueError("--val-fraction and --test-fraction must be positive and sum to less than 1")
+        if not (self.datasets and self.losses and self.hidden) and not self.retrieval:
+            raise ValueError("nothing to train: the grid is empty and --retrieval is off")
+
+    def specs(self) -> list[TrialSpec]:
+        shared = dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                      patience=self.patience, mean_shift=self.mean_shift)
+        grid = [TrialSpec(dataset=d, loss=loss, hidden=h, temperature=self.temperature, **shared)
+                for d in self.datasets for loss in self.losses for h in self.hidden]
+        if self.retrieval:
+            grid.append(TrialSpec(dataset="audiocaps", loss="retrieval", hidden=0, kind="retrieval",
+                                  top_k=self.retrieval_k, temperature=self.retrieval_temperature, **shared))
+        return grid
+
+
+@dataclass
+class GridSummary:
+    records: list[dict]  # one metrics.json record per trial, finished or skipped
+    best: str | None  # winning trial's name
+    stats: dict  # the prepared data's counts
+
+
+def train_grid(config: TrainConfig, log=print) -> GridSummary:
+    """Run the whole grid; trials whose metrics.json exists under --output are kept, not rerun."""
+    # 1. check inputs
+    config.check()
+    specs = config.specs()
+    # 2. read, validate and split the input once, for every trial
+    data_url, stats = _prepare_data(config)
+    log(f"data: {stats['rows_valid']} valid rows of {stats['rows_read']} (train/val/test "
+        f"{stats['rows']['train']}/{stats['rows']['val']}/{stats['rows']['test']}), "
+        f"CLIP {stats['clip_dim']}-d -> CLAP {stats['clap_dim']}-d; skipped: {_skipped_text(stats)}")
+    storage.write_text_atomic(storage.join(config.output, "data.json"), json.dumps(stats, indent=2))
+    # 3. keep finished trials, skip groups without rows, run the rest
+    data = _open_prepared(data_url)
+    records: dict[str, dict] = {}
+    pending = []
+    for spec in specs:
+        finished = _finished_record(config.output, spec)
+        problem = group_problem(data, spec.dataset)
+        if finished:
+            records[spec.name] = finished
+        elif problem:
+            records[spec.name] = TrialResult(spec, "skipped", problem).record()
+        else:
+            pending.append(spec)
+    log(f"trials: {len(specs)} ({len(records) - _count(records, 'skipped')} finished earlier, "
+        f"{_count(records, 'skipped')} skipped, {len(pending)} to run)")
+    if pending:
+        run_pending = _run_on_ray if config.ray else _run_in_process
+        records.update(run_pending(pending, data_url, config, log))
+    # 4. rank, copy the winner, plot
+    ordered = [records[spec.name] for spec in specs]
+    ranked = rank(ordered)
+    _write_leaderboard(config.output, ranked)
+    best = next((r["trial"] for r in ranked if r["status"] == "ok"), None)
+    if best:
+        _copy_trial(config.output, best, storage.join(config.output, "best"))
+    _write_plots(config.output, ranked)
+    return GridSummary(records=ranked, best=best, stats=stats)
+
+
+def _prepare_data(config: TrainConfig) -> tuple[str, dict]:
+    """Prepare once; on object storage, upload the prepared arrays so trials on any node can fetch them."""
+    if not storage.is_remote(config.output):
+        directory = prepare(config.input, storage.join(config.output, "prepared"),
+                            config.val_fraction, config.test_fraction)
+        return directory, load_prepared(directory).stats
+    directory = prepare(config.input, os.path.join(cache_dir(), "prepared"),
+                        config.val_fraction, config.test_fraction)
+    url = storage.join(config.output, "prepared", os.path.basename(directory))
+    if not storage.exists(storage.join(url, "stats.json")):
+        fs, path = storage.filesystem(url)
+        for name in sorted(os.listdir(directory), key=lambda n: n == "stats.json"):  # stats.json last: the marker
+            fs.put_file(os.path.join(directory, name), f"{path}/{name}")
+    return url, load_prepared(directory).stats
+
+
+def _open_prepared(data_url: str):
+    """Memory-map the prepared arrays: in place when local, else from this node's copy (made once)."""
+    if storage.is_remote(data_url):
+        # On the driver's node the arrays were prepared here before the upload: no need to download them.
+        here = os.path.join(cache_dir(), "prepared", data_url.rstrip("/").rsplit("/", 1)[-1])
+        if os.path.exists(os.path.join(here, "stats.json")):
+            return load_prepared(here)
+    return load_prepared(storage.local_copy(data_url, os.path.join(cache_dir(), "downloads")))
+
+
+def _finished_record(output: str, spec: TrialSpec) -> dict | None:
+    url = storage.join(output, "trials", spec.name, "metrics.json")
+    if not storage.exists(url):
+        return None
+    record = json.loads(storage.read_text(url))
+    if record.get("spec") != asdict(spec):  # same name, other settings (epochs, lr...): train again
+        return None
+    return record
+
+
+def save_trial(output: str, result: TrialResult) -> dict:
+    """Write the translator, its loss curve and, last, metrics.json: the marker that the trial is finished."""
+    directory = storage.join(output, "trials", result.spec.name)
+    record = result.record()
+    if result.translator is not None:
+        result.translator.save(directory)
+    if result.history:
+        storage.write_bytes_atomic(storage.join(directory, "loss.png"), _loss_plot([record]))
+    storage.write_text_atomic(storage.join(directory, "metrics.json"), json.dumps(record, indent=2))
+    return record
+
+
+def tune_trial(trial_config: dict) -> None:
+    """Ray Tune function trainable: one grid point, written straight to --output."""
+    import torch
+    from ray import tune
+
+    from i2a_core.devices import pick_device
+
+    torch.set_num_threads(max(1, int(trial_config["cpus"])))
+    spec = TrialSpec(**trial_config["spec"])
+    data = _open_prepared(trial_config["data_url"])
+    device = pick_device(None) if trial_config["gpus"] > 0 else torch.device("cpu")
+    result = run_trial(spec, data, device, on_epoch=lambda record: tune.report(record))
+    record = save_trial(trial_config["output"], result)
+    tune.report({"done": True, "status": record["status"]})
+
+
+def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log) -> dict[str, dict]:
+    import ray
+    from ray import tune
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)  # joins the cluster when run under `ray job submit` or with RAY_ADDRESS
+    available = ray.cluster_resources()
+    gpus = config.gpus_per_trial
+    if gpus > 0 and not available.get("GPU"):
+        log(f"--gpus-per-trial {gpus:g}: the Ray cluster has no GPU, so trials run on CPU")
+        gpus = 0.0
+    if config.cpus_per_trial > available.get("CPU", 0):  # Tune would wait for them (unless it autoscales)
+        log(f"warning: each trial asks for {config.cpus_per_trial:g} CPUs but the Ray cluster has "
+            f"{available.get('CPU', 0):g}; trials wait until the cluster grows")
+    resources = {"cpu": config.cpus_per_trial, "gpu": gpus}
+    param_space = {"spec": tune.grid_search([asdict(s) for s in specs]), "data_url": data_url,
+                   "output": config.output, "cpus": config.cpus_per_trial, "gpus": gpus}
+    started = time.perf_counter()
+    # Tune's own progress tables would bury ours; its experiment state is scratch (results live in --output).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    scratch = tempfile.mkdtemp(prefix="i2a-tune-")
+    tuner = tune.Tuner(
+        tune.with_resources(tune_trial, resources),
+        param_space=param_space,
+        # Reusing actors saves each trial a fresh process and its torch import.
+        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
+        run_config=tune.RunConfig(name="i2a-train", verbose=0,
+                                  storage_path=scratch),
+    )
+    try:
+        results = tuner.fit()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    records = {}
+    for result in results:
+        spec = TrialSpec(**result.config["spec"])
+        if result.error is not None:
+            # Not written to --output, so a rerun tries this trial again.
+            message = str(result.error).strip().splitlines()[-1][:300]
+            records[spec.name] = TrialResult(spec, "failed", message).record()
+            log(f"  {spec.name}: failed ({message})")
+            continue
+        records[spec.name] = json.loads(storage.read_text(storage.join(config.output, "trials", spec.name,
+                                                                       "metrics.json")))
+    log(f"ran {len(specs)} trials on Ray in {time.perf_counter() - started:.1f}s")
+    return records
+
+
+def _run_in_process(specs: list[TrialSpec], data_url: str, config: TrainConfig, log) -> dict[str, dict]:
+    import torch
+
+    from i2a_core.devices import pick_device
+
+    data = _open_prepared(data_url)
+    device = pick_device(None) if config.gpus_per_trial > 0 else torch.device("cpu")
+    started = time.perf_counter()
+    records = {spec.name: save_trial(config.output, run_trial(spec, data, device)) for spec in specs}
+    log(f"ran {len(specs)} trials in this process in {time.perf_counter() - started:.1f}s")
+    return records
+
+
+def _count(records: dict, status: str) -> int:
+    return sum(r["status"] == status for r in records.values())
+
+
+def _skipped_text(stats: dict) -> str:
+    bad = {k: v for k, v in stats["rows_skipped"].items() if v}
+    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in bad.items()) or "none"
+
+
+def leaderboard_row(record: dict) -> dict:
+    metrics = record.get("metrics") or {}
+    image, overall = metrics.get("image", {}), metrics.get("all", {})
+    effect = metrics.get("image_shift_delta", {})
+    spec = record["spec"]
+    return {
+        "trial": record["trial"], "status": record["status"], "dataset": spec["dataset"],
+        "loss": spec["loss"], "hidden": spec["hidden"] or "", "mean_shift": spec["mean_shift"],
+        **{f"image_{k}": image.get(k) for k in ("r1", "r5", "r10", "median_rank", "cosine")},
+        "shift_effect_image_r1": effect.get("r1"), "shift_effect_image_cosine": effect.get("cosine"),
+        **{k: overall.get(k) for k in ("r1", "r5", "r10", "median_rank", "cosine", "mse")},
+        "best_val_loss": metrics.get("best_val_loss"), "epochs_run": record["epochs_run"],
+        "train_rows": record["train_rows"], "seconds": record["seconds"], "reason": record["reason"],
+    }
+
+
+def rank(records: list[dict]) -> list[dict]:
+    """Finished trials by image-row R@1, then mean cosine (all rows); the rest after them, unranked."""
+    def key(record):
+        metrics = record.get("metrics") or {}
+        return (-metrics.get("image", {}).get("r1", -1.0), -metrics.get("all", {}).get("cosine", -1.0))
+
+    ok = sorted((r for r in records if r["status"] == "ok"), key=key)
+    rest = [r for r in records if r["status"] != "ok"]
+    return ok + rest
+
+
+def _write_leaderboard(output: str, ranked: list[dict]) -> None:
+    rows = []
+    for position, record in enumerate(ranked, 1):
+        row = leaderboard_row(record)
+        rows.append({"rank": position if record["status"] == "ok" else "", **row})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LEADERBOARD_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    storage.write_text_atomic(storage.join(output, "leaderboard.csv"), buffer.getvalue())
+
+    shown = ("rank", "trial", "status", "image_r1", "image_r10", "image_median_rank", "image_cosine",
+             "shift_effect_image_r1", "shift_effect_image_cosine", "r1", "r10", "median_rank", "cosine", "mse",
+             "epochs_run", "reason")
+    lines = ["# Translator leaderboard", "",
+             "Ranked by image-row R@1, then mean cosine, on the shared test split (split by hash of id). "
+             "`shift_effect_*` is the change on image rows when the modality-gap mean shift is applied.", "",
+             "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(_cell(row[c]) for c in shown) + " |" for row in rows]
+    storage.write_text_atomic(storage.join(output, "leaderboard.md"), "\n".join(lines) + "\n")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 1 else f"{value:.3f}"
+    return str(value).replace("|", "/")
+
+
+def _copy_trial(output: str, trial: str, target: str) -> None:
+    for name in TRIAL_FILES:
+        storage.write_bytes_atomic(storage.join(target, name),
+                                   storage.read_bytes(storage.join(output, "trials", trial, name)))
+
+
+def _figure_bytes(figure) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _loss_plot(records: list[dict]) -> bytes:
+    """Validation (solid) and training (dashed) loss per epoch, one panel per loss function."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_loss: dict[str, dict] = {}
+    for record in records:
+        by_loss.setdefault(record["spec"]["loss"], {})[record["trial"]] = record["history"]
+    figure, axes = plt.subplots(1, len(by_loss), figsize=(5 * len(by_loss), 3.5), squeeze=False)
+    for ax, (loss, group) in zip(axes[0], by_loss.items()):
+        for name, history in group.items():
+            epochs = [h["epoch"] for h in history]
+            line, = ax.plot(epochs, [h["val_loss"] for h in history], label=name)
+            ax.plot(epochs, [h["train_loss"] for h in history], "--", color=line.get_color(), alpha=0.5)
+        ax.set(title=f"{loss} loss", xlabel="epoch", ylabel="loss (solid: val, dashed: train)")
+        ax.legend(fontsize=7)
+    return _figure_bytes(figure)
+
+
+def _write_plots(output: str, ranked: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finished = [r for r in ranked if r["status"] == "ok"]
+    curves = [r for r in finished if r.get("history")]
+    if curves:
+        storage.write_bytes_atomic(storage.join(output, "plots", "loss_curves.png"), _loss_plot(curves))
+    if not finished:
+        return
+    names = [r["trial"] for r in finished][::-1]  # best at the top
+    panels = [("image-row R@1", lambda m: m.get("image", {}).get("r1", 0.0)),
+              ("R@1 (all rows)", lambda m: m.get("all", {}).get("r1", 0.0)),
+              ("mean cosine (all rows)", lambda m: m.get("all", {}).get("cosine", 0.0))]
+    figure, axes = plt.subplots(1, len(panels), figsize=(15, 0.35 * len(names) + 1.5), sharey=True)
+    for ax, (title, value) in zip(axes, panels):
+        ax.barh(names, [value(r["metrics"]) for r in finished[::-1]])
+        ax.set(title=title)
+    storage.write_bytes_atomic(storage.join(output, "plots", "metrics.png"), _figure_bytes(figure))
+

@@ -1,0 +1,12 @@
+"""Ray job entry point for `i2a train`: `ray job submit --working-dir . -- python jobs/train.py ...`."""
+
+import os
+import sys
+
+# `python jobs/train.py` puts jobs/ on the path, not the working directory that holds i2a_core.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from i2a_core.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))
