@@ -20,7 +20,8 @@ DEFAULT_AUDIOLDM = "cvssp/audioldm-s-full-v2"
 MAX_DURATION_S = 60.0  # AudioLDM is trained on 10 s clips; past a minute memory grows and quality drops
 
 
-def _local_dir(source: str) -> str:
+def resolve_audioldm(source: str) -> str:
+    """A local diffusers-layout directory for a hub id, local path, s3:// prefix or tiny:audioldm."""
     return hub.resolve_repo(source, "AudioLDM", "--audioldm",
                             allow_patterns=["*.json", "*.txt", "*.safetensors", "tokenizer/*"])
 
@@ -40,7 +41,7 @@ class ClapTextEncoder:
         """Load only the tokenizer and text encoder of an AudioLDM checkpoint, not the UNet/VAE/vocoder."""
         from transformers import AutoTokenizer, ClapTextModelWithProjection
 
-        local = _local_dir(source)
+        local = resolve_audioldm(source)
         torch_device = pick_device(device)
         text_encoder = ClapTextModelWithProjection.from_pretrained(
             local, subfolder="text_encoder", torch_dtype=pick_dtype(torch_device)).to(torch_device)
@@ -72,7 +73,7 @@ class AudioLDMGenerator:
         from diffusers import AudioLDMPipeline
         from diffusers.utils import logging as diffusers_logging
 
-        local = _local_dir(source)
+        local = resolve_audioldm(source)
         self.source = source
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)

@@ -20,7 +20,7 @@ class ClipSpec:
     pretrained: str | None = "openai"
 
 
-def _resolve(spec: ClipSpec) -> tuple[str, str | None]:
+def resolve_clip(spec: ClipSpec) -> tuple[str, str | None]:
     """(model name, pretrained) that open_clip can load without touching the network."""
     import open_clip
 
@@ -50,8 +50,9 @@ def _resolve(spec: ClipSpec) -> tuple[str, str | None]:
         raise hub.ModelUnavailable(f"cannot load CLIP '{spec.model}': unknown pretrained tag '{pretrained}' "
                                    f"(known: {', '.join(tags) or 'none'}; or pass a checkpoint path)")
     if cfg.get("hf_hub"):
-        repo, filename = os.path.split(cfg["hf_hub"].rstrip("/")) if cfg["hf_hub"].count("/") > 1 \
-            else (cfg["hf_hub"].rstrip("/"), "")
+        # open_clip writes "ORG/REPO/" or "ORG/REPO/FILE".
+        location = cfg["hf_hub"].rstrip("/")
+        repo, filename = os.path.split(location) if location.count("/") > 1 else (location, "")
         names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
         checkpoint = hub.resolve_file(repo, names, f"CLIP {spec.model}/{pretrained}",
                                       "--clip-pretrained")
@@ -68,7 +69,7 @@ class ClipEncoder:
     def __init__(self, spec: ClipSpec = ClipSpec(), device: str | None = None, batch_size: int = 64):
         import open_clip
 
-        name, pretrained = _resolve(spec)
+        name, pretrained = resolve_clip(spec)
         self.spec = spec
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)

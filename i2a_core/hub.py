@@ -34,11 +34,12 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-def _offline_message(what: str, reference: str, flag: str) -> str:
+def _offline_message(what: str, reference: str, flag: str, filename: str = "") -> str:
+    target = f"DIR/{filename}" if filename else "DIR"
     return (
         f"cannot load {what} '{reference}': the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is set) "
         f"and it is not in the local cache. Download it on a connected machine "
-        f"(`hf download {reference} --local-dir DIR`) and pass {flag} DIR, "
+        f"(`hf download {reference} --local-dir DIR`) and pass {flag} {target}, "
         f"or try i2a offline with --preset tiny."
     )
 
@@ -77,5 +78,5 @@ def resolve_file(repo_id: str, filenames: list[str], what: str, flag: str) -> st
         except Exception as e:  # try the next candidate name
             errors.append(f"{filename}: {e}")
     if not online:
-        raise ModelUnavailable(_offline_message(what, repo_id, flag))
+        raise ModelUnavailable(_offline_message(what, repo_id, flag, filenames[0]))
     raise ModelUnavailable(f"cannot load {what} '{repo_id}': " + "; ".join(errors))

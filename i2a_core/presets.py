@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from i2a_core.audioldm import DEFAULT_AUDIOLDM
-from i2a_core.clip import ClipSpec
+from i2a_core import hub
+from i2a_core.audioldm import DEFAULT_AUDIOLDM, resolve_audioldm
+from i2a_core.clip import ClipSpec, resolve_clip
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,15 @@ def resolve_models(preset: str = DEFAULT_PRESET, clip_model: str | None = None, 
     elif clip_pretrained is not None:
         clip = replace(clip, pretrained=clip_pretrained)
     return ModelSpec(clip=clip, audioldm=audioldm or models.audioldm, translator=translator or models.translator)
+
+
+def check_models_reachable(models: ModelSpec) -> None:
+    """Fail within seconds, before any job starts, when the hub is unreachable and a model is not cached.
+
+    Online, nothing is downloaded here: each actor fetches what it loads. Offline, the references are
+    resolved against the local cache only, which is cheap and raises ModelUnavailable naming the model.
+    """
+    if hub.hub_reachable():
+        return
+    resolve_clip(models.clip)
+    resolve_audioldm(models.audioldm)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from i2a_core.presets import DEFAULT_PRESET, PRESETS, ModelSpec, resolve_models
+from i2a_core.presets import DEFAULT_PRESET, PRESETS, ModelSpec, check_models_reachable, resolve_models
 from i2a_core.sonify import GenerationSettings
 
 
@@ -28,11 +28,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, translator: bool = True
 
 
 def models_from_args(args: argparse.Namespace) -> ModelSpec:
+    """The preset's models with the flags' overrides, checked to be loadable before any work starts."""
     try:
-        return resolve_models(args.preset, args.clip_model, args.clip_pretrained, args.audioldm,
-                              getattr(args, "translator", None))
+        models = resolve_models(args.preset, args.clip_model, args.clip_pretrained, args.audioldm,
+                                getattr(args, "translator", None))
     except ValueError as e:
         raise CommandError(str(e)) from None
+    check_models_reachable(models)
+    return models
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
