@@ -60,7 +60,7 @@ def resolve_models(preset: str = DEFAULT_PRESET, clip_model: str | None = None, 
     return ModelSpec(clip=clip, audioldm=audioldm or models.audioldm, translator=translator or models.translator)
 
 
-def check_models_reachable(models: ModelSpec) -> None:
+def check_models_reachable(models: ModelSpec, need_clip: bool = True) -> None:
     """Fail within seconds, before any job starts, when the hub is unreachable and a model is not cached.
 
     Online, nothing is downloaded here: each actor fetches what it loads. Offline, the references are
@@ -68,5 +68,6 @@ def check_models_reachable(models: ModelSpec) -> None:
     """
     if hub.hub_reachable():
         return
-    resolve_clip(models.clip)
     resolve_audioldm(models.audioldm)
+    if need_clip:
+        resolve_clip(models.clip)

@@ -27,14 +27,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, translator: bool = True
     group.add_argument("--device", help="torch device (default: cuda when visible, else cpu)")
 
 
-def models_from_args(args: argparse.Namespace) -> ModelSpec:
+def models_from_args(args: argparse.Namespace, need_clip: bool = True) -> ModelSpec:
     """The preset's models with the flags' overrides, checked to be loadable before any work starts."""
     try:
         models = resolve_models(args.preset, args.clip_model, args.clip_pretrained, args.audioldm,
                                 getattr(args, "translator", None))
     except ValueError as e:
         raise CommandError(str(e)) from None
-    check_models_reachable(models)
+    check_models_reachable(models, need_clip)
     return models
 
 

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if not inputs and not args.text:
         raise CommandError("nothing to sonify: give image files, folders or URLs, or --text")
     settings = generation_from_args(args)
-    models = models_from_args(args)
+    models = models_from_args(args, need_clip=bool(inputs))
     limits = images.ImageLimits(max_pixels=args.max_pixels, max_bytes=args.max_bytes, timeout_s=args.url_timeout)
     sources = expand_inputs(inputs)
     if inputs and not sources:
