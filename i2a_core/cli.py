@@ -10,10 +10,11 @@ import sys
 
 # name -> module under i2a_core.commands; imported lazily so `i2a --help` stays fast.
 COMMANDS = {
-    "sonify": "i2a_core.commands.sonify",
+    "quickstart": "i2a_core.commands.quickstart",
     "fetch": "i2a_core.commands.fetch",
     "embed": "i2a_core.commands.embed",
     "train": "i2a_core.commands.train",
+    "sonify": "i2a_core.commands.sonify",
 }
 
 

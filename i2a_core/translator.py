@@ -16,6 +16,7 @@ from torch import nn
 from i2a_core import storage, tiny
 
 CONFIG_NAME = "config.json"
+SOUNDS_LIKE = "sounds_like"  # explain()'s key: [{"caption": str, "weight": float}, ...], best first
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -169,7 +170,7 @@ class RetrievalTranslator(Translator):
     @torch.inference_mode()
     def explain(self, clip_vectors: np.ndarray) -> list[dict]:
         weights, index = self.neighbours(torch.as_tensor(np.asarray(clip_vectors, np.float32)))
-        return [{"sounds_like": [{"caption": self.caption(i), "weight": round(w, 4)}
+        return [{SOUNDS_LIKE: [{"caption": self.caption(i), "weight": round(w, 4)}
                                  for w, i in zip(row_weights.tolist(), row_index.tolist())]}
                 for row_weights, row_index in zip(weights, index)]
 

@@ -88,7 +88,7 @@ def submit(cluster, job: str, *args: str, timeout_s: float = 400) -> str:
     return result.stdout
 
 
-def test_embed_and_sonify_jobs_on_a_two_node_cluster(cluster, tmp_path):
+def test_embed_train_and_sonify_jobs_on_a_two_node_cluster(cluster, tmp_path):
     captions = tmp_path / "captions.csv"
     captions.write_text("audiocap_id,youtube_id,start_time,caption\n"
                         + "".join(f"{i},yt{i},0,sound number {i} with rain\n" for i in range(24)))
@@ -99,6 +99,14 @@ def test_embed_and_sonify_jobs_on_a_two_node_cluster(cluster, tmp_path):
     table = pq.ParquetDataset(sorted(str(p) for p in pairs.glob("part-*.parquet"))).read()
     assert table.num_rows == 24 and len(set(table.column("id").to_pylist())) == 24
     assert json.loads((pairs / "stats.json").read_text())["rows"] == 24
+
+    # Trials ask for half of the logical GPU each, so both land on the GPU node and train on its CPU.
+    translators = tmp_path / "translators"
+    submit(cluster, "train", "--input", str(pairs), "--output", str(translators), "--datasets", "audiocaps",
+           "--losses", "cosine,mse", "--hidden", "32", "--epochs", "2", "--gpus-per-trial", "0.5")
+    leaderboard = (translators / "leaderboard.csv").read_text()
+    assert "audiocaps-cosine-h32" in leaderboard and "audiocaps-mse-h32" in leaderboard
+    assert (translators / "best" / "model.safetensors").exists()
 
     write_images(tmp_path / "photos", ["a.png", "deep/b.jpg", "deep/c.png"])
     sounds = tmp_path / "sounds"

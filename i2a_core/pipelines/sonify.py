@@ -21,7 +21,7 @@ from i2a_core.cli import quiet_libraries
 from i2a_core.clip import ClipSpec
 from i2a_core.presets import ModelSpec
 from i2a_core.sonify import GenerationSettings, seed_for, wav_bytes
-from i2a_core.translator import TranslatorError
+from i2a_core.translator import SOUNDS_LIKE, TranslatorError
 
 READ_BATCH = 16
 READ_THREADS = 16  # reads are I/O bound: one task keeps this many downloads in flight
@@ -210,14 +210,10 @@ class GenerateAudio:
 
 
 def _captions(explanation) -> list[str]:
-    """Retrieval captions from a translator's explanation: its `captions`, strings or {caption|text: ...}."""
-    captions = explanation.get("captions") if isinstance(explanation, dict) else explanation
-    texts = []
-    for caption in captions or []:
-        if isinstance(caption, dict):
-            caption = caption.get("caption") or caption.get("text") or ""
-        texts.append(str(caption))
-    return texts
+    """The captions of a translator's explanation ({"sounds_like": [{"caption": ..., "weight": ...}]})."""
+    if not isinstance(explanation, dict):
+        return []
+    return [str(item["caption"]) for item in explanation.get(SOUNDS_LIKE, [])]
 
 
 def _inside(key: str) -> str:
