@@ -93,9 +93,7 @@ def _download(url: str, limits: ImageLimits) -> bytes:
         raise ImageError(url, f"cannot connect ({e.reason})", "unreachable") from None
     except TimeoutError:
         raise ImageError(url, f"timed out after {limits.timeout_s:g} s", "timeout") from None
-    except (ConnectionError, OSError) as e:
-        if isinstance(e, ImageError):
-            raise
+    except OSError as e:  # connection resets and other socket errors
         raise ImageError(url, f"download failed ({e})", "unreachable") from None
 
 

@@ -81,8 +81,13 @@ def _read_list(url: str) -> list[tuple[str, str]]:
         rows = list(csv.reader(io.StringIO(storage.read_text(url))))
         if not rows:
             return []
-        column = _pick_column(url, [name.strip().lower() for name in rows[0]])
-        entries = [row[column].strip() for row in rows[1:] if len(row) > column and row[column].strip()]
+        header = [name.strip().lower() for name in rows[0]]
+        # A first row naming a known column is a header; otherwise the file is a bare list of inputs.
+        if any(name in LIST_COLUMNS for name in header):
+            column, rows = _pick_column(url, header), rows[1:]
+        else:
+            column = 0
+        entries = [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
     else:
         import pyarrow.parquet as pq
 

@@ -61,7 +61,7 @@ def _part_paths(output: str) -> tuple[object, list[str]]:
 
 
 def read(output: str) -> pa.Table:
-    """Every input's row; should a retried task ever have written one twice, its first ok row wins."""
+    """Every input's row, deduplicated: reruns and retried tasks may have written an input twice."""
     fs, parts = _part_paths(output)
     tables = [pq.read_table(p, filesystem=fs, schema=SCHEMA) for p in parts]
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
@@ -69,10 +69,13 @@ def read(output: str) -> pa.Table:
 
 
 def _deduplicate(table: pa.Table) -> pa.Table:
+    """One row per input: an ok row if there is one, else the latest error (a retried transient failure)."""
     inputs, statuses = table.column("input").to_pylist(), table.column("status").to_pylist()
+    finished = table.column("finished_at").to_pylist()
     chosen: dict[str, int] = {}
     for i, (source, status) in enumerate(zip(inputs, statuses)):
-        if source not in chosen or (status == "ok" and statuses[chosen[source]] != "ok"):
+        kept = chosen.get(source)
+        if kept is None or (statuses[kept] != "ok" and (status == "ok" or finished[i] > finished[kept])):
             chosen[source] = i
     if len(chosen) == len(inputs):
         return table

@@ -125,7 +125,7 @@ def test_folder_job_writes_audio_manifest_gallery_and_reruns_nothing(tmp_path, m
         assert os.path.getsize(os.path.join(output, row["spectrogram"])) > 0
     page = open(os.path.join(output, "index.html")).read()
     assert page.count("<audio") == len(GOOD) and "a/b/two.wav" in page
-    if chromium.binary():  # the job's own gallery plays in a real browser (tests/test_gallery.py has more)
+    if chromium.binary() or os.environ.get("CI"):  # the job's gallery plays in a real browser (CI has one)
         errors, shown = chromium.load_page(f"file://{output}/index.html", chromium.GALLERY_REPORT)
         assert errors == [] and shown["playable"] == len(GOOD) and shown["broken"] == []
 
@@ -202,7 +202,12 @@ def test_kill_mid_run_then_rerun_processes_every_input_once(tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, "PYTHONPATH": REPO})
     deadline = time.monotonic() + 120
-    while not (os.path.isdir(manifest.directory(output)) and os.listdir(manifest.directory(output))):
+    def committed_parts():  # the temp file of an atomic write is not a committed part
+        folder = manifest.directory(output)
+        return os.path.isdir(folder) and any(n.endswith(".parquet") and not n.startswith(".")
+                                             for n in os.listdir(folder))
+
+    while not committed_parts():
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, "no manifest part appeared"
         time.sleep(0.05)
@@ -230,3 +235,27 @@ def test_manifest_keeps_one_row_per_input_when_a_batch_was_written_twice(tmp_pat
     assert sorted(zip(table.column("input").to_pylist(), table.column("status").to_pylist())) == \
         [("a", "ok"), ("b", "ok")]
     assert len(os.listdir(manifest.directory(output))) == 1 and raw_manifest(output).num_rows == 2
+
+
+def test_transient_failures_are_retried_on_rerun(tmp_path, http_root):
+    """A slow URL times out (transient: retried next run); a 404 and a corrupt file are final."""
+    root, base_url = http_root
+    (root / "later.png").write_bytes(image_bytes(shade=3))
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    (tmp_path / "urls.txt").write_text(f"{base_url}/slow/later.png\n{base_url}/gone.png\n{tmp_path}/bad.png\n")
+    output = str(tmp_path / "out")
+    slow_limits = ImageLimits(timeout_s=0.5)
+    first = run(SonifyJob(inputs=(str(tmp_path / "urls.txt"),), output=output, models=resolve_models("tiny"),
+                          settings=SETTINGS, limits=slow_limits))
+    assert (first.ok, first.error) == (0, 3)
+    again = run(SonifyJob(inputs=(str(tmp_path / "urls.txt"),), output=output, models=resolve_models("tiny"),
+                          settings=SETTINGS, limits=slow_limits))
+    assert (again.skipped, again.error) == (2, 1)  # only the timed-out URL was tried again
+    rows = {r["input"]: r for r in manifest.read(output).to_pylist()}
+    assert len(rows) == 3 and rows[f"{base_url}/slow/later.png"]["error_kind"] == "timeout"
+
+
+def test_a_bare_csv_list_keeps_its_first_row(tmp_path):
+    (tmp_path / "list.csv").write_text("https://example.org/a.jpg\nhttps://example.org/b.jpg\n")
+    assert [item.input for item in listing.list_inputs([str(tmp_path / "list.csv")])] == \
+        ["https://example.org/a.jpg", "https://example.org/b.jpg"]

@@ -6,7 +6,8 @@ import argparse
 import os
 
 from i2a_core import sources
-from i2a_core.commands.common import CommandError, add_model_arguments, models_from_args
+from i2a_core.commands.common import CommandError
+from i2a_core.presets import DEFAULT_PRESET, PRESETS, resolve_models
 from i2a_core.pipelines.fetch import DISTRIBUTORS, SOURCES, FetchConfig, clip_image_size, run_fetch
 
 HELP = "download WIT / Conceptual Captions / any URL+caption table into webdataset shards"
@@ -43,14 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=int, default=10, help="seconds per download (default: 10)")
     parser.add_argument("--retries", type=int, default=0, help="retries per failed download (default: 0)")
     parser.add_argument("--image-size", type=int, help="side of the stored images (default: the CLIP input size)")
-    add_model_arguments(parser, translator=False)
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                        help=f"the preset whose CLIP input size images are resized to (default: {DEFAULT_PRESET})")
+    parser.add_argument("--clip-model", help="open_clip model (name, hf-hub:, local-dir:) whose input size to use")
 
 
 def config_from_args(args: argparse.Namespace) -> FetchConfig:
     for flag in ("processes", "threads", "shard_size", "timeout"):
         if getattr(args, flag) < 1:
             raise CommandError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
-    image_size = args.image_size or clip_image_size(models_from_args(args).clip)
+    # Only CLIP's input size is needed, read from its config: no weights, no hub check.
+    image_size = args.image_size or clip_image_size(
+        resolve_models(args.preset, clip_model=args.clip_model).clip)
     return FetchConfig(
         source=args.source, input=args.input, output=args.output, image_size=image_size,
         languages=tuple(code.strip() for code in args.languages.split(",") if code.strip()),

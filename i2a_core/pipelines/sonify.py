@@ -334,12 +334,24 @@ def _remove_stale_temp_files(output: str) -> None:
                 os.remove(os.path.join(root, name))
 
 
+# Failures a later run may not repeat (the host was down, the network slow): retried on rerun.
+TRANSIENT_ERRORS = {"timeout", "unreachable"}
+
+
+def finished_inputs(rows) -> set[str]:
+    """Inputs a rerun skips: every ok row, and errors that would recur (bad files, 404s)."""
+    kinds = rows.column("error_kind").to_pylist()
+    statuses = rows.column("status").to_pylist()
+    return {row_input for row_input, status, kind in zip(rows.column("input").to_pylist(), statuses, kinds)
+            if status == "ok" or not (kind in TRANSIENT_ERRORS or kind.startswith("http_5"))}
+
+
 def run(job: SonifyJob, log=print) -> JobSummary:
     # 1. List the inputs and drop those an earlier run already finished.
     items = listing.list_inputs(list(job.inputs))
     storage.makedirs(job.output)
     _remove_stale_temp_files(job.output)
-    done = set(manifest.compact(job.output).column("input").to_pylist())
+    done = finished_inputs(manifest.compact(job.output))
     todo = [item for item in items if item.input not in done]
     summary = JobSummary(listed=len(items), skipped=len(items) - len(todo), runner=_choose_runner(job, len(todo)))
     log(f"{len(items)} inputs, {summary.skipped} already done, {len(todo)} to sonify ({summary.runner})")
