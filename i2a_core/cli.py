@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import os
 import sys
 
 # name -> module under i2a_core.commands; imported lazily so `i2a --help` stays fast.
@@ -33,22 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_libraries() -> None:
-    """Keep model-loading chatter (progress bars, deprecation banners) off the user's terminal."""
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    logging.getLogger("open_clip").setLevel(logging.WARNING)
-    try:
-        import diffusers
-        import transformers
-
-        diffusers.utils.logging.set_verbosity_error()
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     from i2a_core.commands.common import CommandError
     from i2a_core.hub import ModelUnavailable
@@ -61,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.inputs = list(args.inputs) + extra
+    from i2a_core.quiet import quiet_libraries
+
     quiet_libraries()
     try:
         return args.run(args)

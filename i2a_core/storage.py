@@ -15,6 +15,17 @@ def is_remote(url: str) -> bool:
     return "://" in str(url) and not str(url).startswith("file://")
 
 
+# The standard AWS settings s3fs reads. Ray workers started before they were set (or on other nodes)
+# would not see them, so jobs forward those set on the driver to every stage.
+AWS_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")
+
+
+def worker_env() -> dict[str, str]:
+    """The AWS settings of this process, for a Ray runtime_env's env_vars."""
+    return {k: os.environ[k] for k in AWS_SETTINGS if k in os.environ}
+
+
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem that holds `url` and the path inside it.
 

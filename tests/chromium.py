@@ -6,11 +6,12 @@ import asyncio
 import itertools
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
+
+from helpers import free_port
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--mute-audio"]
@@ -39,15 +40,9 @@ def binary() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def load_page(url: str, script: str, timeout: float = 60.0) -> tuple[list[str], object]:
     """Open `url` in a fresh profile; returns (console and network errors, value of `script` after load)."""
-    port = _free_port()
+    port = free_port()
     profile = tempfile.mkdtemp(prefix="i2a-chromium-")
     process = subprocess.Popen([binary(), *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
                                 "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

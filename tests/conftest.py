@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from helpers import free_port
+
 # Offline before anything imports huggingface_hub: its retries would otherwise cost ~30 s per miss.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -39,12 +41,6 @@ def ray_session(i2a_cache):
     ray.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep test output clean
         pass
@@ -69,7 +65,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def http_root(tmp_path_factory):
     """A real HTTP server on loopback serving a folder; returns (folder, base URL). /slow... trickles."""
     root = tmp_path_factory.mktemp("http-root")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", _free_port()),
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
                                              functools.partial(_Handler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -80,7 +76,7 @@ def http_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3 server on loopback, as s3fs's own tests use; clients find it through AWS_ENDPOINT_URL."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 
 import numpy as np
 from PIL import Image
@@ -26,3 +27,10 @@ def write_images(folder, names, size=(48, 32)) -> list:
         path.write_bytes(image_bytes(size=size, fmt=fmt, seed=i))
         paths.append(path)
     return paths
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -14,8 +14,7 @@ import urllib.request
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import _free_port
-from tests.helpers import write_images
+from helpers import free_port, write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
@@ -44,7 +43,7 @@ def _alive_nodes(dashboard: str) -> list[dict]:
 def cluster(i2a_cache):
     """`ray start --head` (CPU only) plus a second `ray start` node that declares one logical GPU."""
     temp_dir = f"/tmp/i2a-ray-{os.getpid()}"  # short: Ray's unix sockets live under it
-    port, dashboard_port = _free_port(), _free_port()
+    port, dashboard_port = free_port(), free_port()
     # Token auth would need the token on every node and client; a loopback test cluster does without.
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)

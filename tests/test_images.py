@@ -8,7 +8,7 @@ from PIL import Image
 
 from i2a_core import images
 from i2a_core.images import ImageError, ImageLimits, decode_image, load_image
-from tests.helpers import image_bytes
+from helpers import image_bytes
 
 
 @pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("CMYK", "JPEG"), ("RGBA", "PNG"), ("LA", "PNG"),

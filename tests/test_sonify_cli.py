@@ -6,13 +6,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import pytest
 import soundfile
 
 from i2a_core.cli import main
 from i2a_core.translator import MLPTranslator, TranslatorConfig
-from tests.helpers import image_bytes, write_images
+from helpers import image_bytes, write_images
 
 TINY = ["--preset", "tiny", "--duration", "1.0", "--steps", "2"]
 

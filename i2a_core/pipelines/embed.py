@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 import time
 from collections import Counter
@@ -209,7 +208,7 @@ class PairEncoder:
         from torchvision.transforms import Normalize
 
         from i2a_core.audioldm import ClapTextEncoder
-        from i2a_core.cli import quiet_libraries
+        from i2a_core.quiet import quiet_libraries
         from i2a_core.clip import ClipEncoder
 
         quiet_libraries()
@@ -313,16 +312,11 @@ def _per_row(started: float, count: int) -> np.ndarray:
 
 # 3. Runner: wire the stages, stream the summaries back, write stats.json and the norm histograms.
 
-# Forwarded to every stage, so workers reach the same S3 endpoint with the same credentials as the driver
-# even when the Ray instance was started before they were set.
-STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-               "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")
-
 
 def build_dataset(config: EmbedConfig, rows: pd.DataFrame, image_size: int | None):
     import ray
 
-    forwarded = {k: os.environ[k] for k in STORAGE_ENV if k in os.environ}
+    forwarded = storage.worker_env()
     env = {"env_vars": forwarded} if forwarded else None  # a runtime env, even empty, needs fresh workers
     # Blocks of a few encoder batches: big enough that per-task overhead stays small, small enough to stream.
     block_rows = BATCHES_PER_BLOCK * config.batch_size

@@ -17,7 +17,7 @@ import numpy as np
 import soundfile
 
 from i2a_core import gallery, images, listing, manifest, storage
-from i2a_core.cli import quiet_libraries
+from i2a_core.quiet import quiet_libraries
 from i2a_core.clip import ClipSpec
 from i2a_core.presets import ModelSpec
 from i2a_core.sonify import GenerationSettings, seed_for, wav_bytes
@@ -32,8 +32,6 @@ LOCAL_MAX_INPUTS = 8  # `--runner auto` runs this many inputs or fewer in-proces
 TASK_CPUS = 0.25
 ACTOR_CPUS = 0.5
 
-STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-               "AWS_DEFAULT_REGION", "AWS_PROFILE")
 
 Batch = dict  # column name -> numpy array, Ray Data's "numpy" batch format
 
@@ -289,7 +287,7 @@ def _run_ray(todo: list[listing.InputItem], job: SonifyJob):
     actors = job.actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
     pool = ray.data.ActorPoolStrategy
     # Workers of a cluster started elsewhere may lack the driver's object-store settings (endpoint, keys).
-    env = {"runtime_env": {"env_vars": {k: os.environ[k] for k in STORAGE_ENV if k in os.environ}}}
+    env = {"runtime_env": {"env_vars": storage.worker_env()}}
     rows = [{"input": i.input, "relative": i.relative, "key": i.key} for i in todo]
     dataset = (
         ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // READ_BATCH, 1000)))
