@@ -229,3 +229,17 @@ def test_prepare_streams_in_batches_with_the_same_result(tmp_path, monkeypatch):
     np.testing.assert_allclose(whole.image_mean, batched.image_mean, rtol=1e-5)
     assert whole.retrieval_bank()[2] == batched.retrieval_bank()[2]
     assert isinstance(batched.splits["train"].clip, np.memmap)  # trials page rows in, nothing is loaded whole
+
+
+def test_new_input_rows_retrain_instead_of_mixing_test_splits(tmp_path):
+    source = write_synthetic(str(tmp_path / "in"), 300, sources={"audiocaps": 1.0})
+    output = str(tmp_path / "out")
+    argv = ["train", "--input", source, "--output", output, "--datasets", "audiocaps", "--losses", "cosine",
+            "--hidden", "16", "--epochs", "1", "--no-ray"]
+    assert main(argv) == 0
+    metrics = os.path.join(output, "trials", "audiocaps-cosine-h16", "metrics.json")
+    first = json.load(open(metrics))["data"]
+    assert main(argv) == 0 and json.load(open(metrics))["data"] == first  # unchanged input: kept
+    write_synthetic(str(tmp_path / "in"), 400, sources={"audiocaps": 1.0})  # the pairs grew
+    assert main(argv) == 0
+    assert json.load(open(metrics))["data"] != first

@@ -7,8 +7,8 @@ import os
 
 from i2a_core import sources
 from i2a_core.commands.common import CommandError
-from i2a_core.presets import DEFAULT_PRESET, PRESETS, resolve_models
 from i2a_core.pipelines.fetch import DISTRIBUTORS, SOURCES, FetchConfig, clip_image_size, run_fetch
+from i2a_core.presets import DEFAULT_PRESET, PRESETS, resolve_models
 
 HELP = "download WIT / Conceptual Captions / any URL+caption table into webdataset shards"
 DESCRIPTION = """\

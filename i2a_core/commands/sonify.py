@@ -7,10 +7,16 @@ import time
 
 from i2a_core import images, storage
 from i2a_core.audioldm import ClapTextEncoder  # noqa: F401  (import cost paid before timing)
-from i2a_core.commands.common import (CommandError, add_generation_arguments, add_model_arguments,
-                                      generation_from_args, models_from_args)
+from i2a_core.commands.common import (
+    CommandError,
+    add_generation_arguments,
+    add_model_arguments,
+    generation_from_args,
+    models_from_args,
+)
 from i2a_core.pipelines.sonify import LOCAL_MAX_INPUTS, SonifyJob
 from i2a_core.pipelines.sonify import run as run_pipeline
+from i2a_core.raycluster import ClusterError
 from i2a_core.sonify import Sonifier, expand_inputs, sonify_sources, sonify_texts
 
 HELP = "turn images (files, folders, http(s) URLs) or texts into audio clips"
@@ -77,7 +83,7 @@ def run_job(args: argparse.Namespace) -> int:
         page_size=args.page_size)
     try:
         run_pipeline(job)
-    except FileNotFoundError as e:  # an input root that does not exist
+    except (FileNotFoundError, ClusterError) as e:  # an input root that does not exist, a local output on a cluster
         raise CommandError(str(e)) from None
     return 0  # bad inputs are rows in the manifest, not a failed job
 

@@ -7,6 +7,7 @@ import argparse
 from i2a_core.commands.common import CommandError
 from i2a_core.dataset import DATASET_GROUPS, DatasetError
 from i2a_core.losses import LOSSES
+from i2a_core.raycluster import ClusterError
 
 HELP = "train the translator grid on embedding Parquet and rank it"
 DESCRIPTION = """\
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         summary = train_grid(config)
-    except DatasetError as e:
+    except (DatasetError, ClusterError) as e:
         raise CommandError(str(e)) from None
     for position, record in enumerate(r for r in summary.records if r["status"] == "ok"):
         if position == 5:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from i2a_core import images, sources, storage
+from i2a_core.raycluster import require_shared_output
 
 if TYPE_CHECKING:  # presets imports torch; the read and decode workers never need it
     from i2a_core.presets import ModelSpec
@@ -208,8 +209,8 @@ class PairEncoder:
         from torchvision.transforms import Normalize
 
         from i2a_core.audioldm import ClapTextEncoder
-        from i2a_core.quiet import quiet_libraries
         from i2a_core.clip import ClipEncoder
+        from i2a_core.quiet import quiet_libraries
 
         quiet_libraries()
         self.modality = modality
@@ -373,6 +374,7 @@ def run_embed(config: EmbedConfig, log=print) -> dict:
     if len(work.rows):
         if not ray.is_initialized():
             ray.init()
+        require_shared_output(config.output)
         check_resources(config)
         image_size = clip_image_size(config.models.clip) if config.modality == "image" else None
         for batch in build_dataset(config, work.rows, image_size).iter_batches(batch_size=None,

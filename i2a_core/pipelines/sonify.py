@@ -17,9 +17,10 @@ import numpy as np
 import soundfile
 
 from i2a_core import gallery, images, listing, manifest, storage
-from i2a_core.quiet import quiet_libraries
 from i2a_core.clip import ClipSpec
 from i2a_core.presets import ModelSpec
+from i2a_core.quiet import quiet_libraries
+from i2a_core.raycluster import require_shared_output
 from i2a_core.sonify import GenerationSettings, seed_for, wav_bytes
 from i2a_core.translator import SOUNDS_LIKE, TranslatorError
 
@@ -281,6 +282,7 @@ def _run_ray(todo: list[listing.InputItem], job: SonifyJob):
 
     if not ray.is_initialized():
         ray.init()  # joins the cluster under `ray job submit` (RAY_ADDRESS), else starts a local one
+    require_shared_output(job.output)
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
     gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)

@@ -15,6 +15,7 @@ from i2a_core import storage
 from i2a_core.dataset import DATASET_GROUPS, load_prepared, prepare
 from i2a_core.hub import cache_dir
 from i2a_core.losses import LOSSES
+from i2a_core.raycluster import require_shared_output
 from i2a_core.training import TrialResult, TrialSpec, group_problem, run_trial
 
 TRIAL_FILES = ("config.json", "model.safetensors", "metrics.json")
@@ -109,7 +110,7 @@ def train_grid(config: TrainConfig, log=print) -> GridSummary:
     records: dict[str, dict] = {}
     pending = []
     for spec in specs:
-        finished = _finished_record(config.output, spec)
+        finished = _finished_record(config.output, spec, data_url)
         problem = group_problem(data, spec.dataset)
         if finished:
             records[spec.name] = finished
@@ -159,20 +160,27 @@ def _open_prepared(data_url: str):
     return load_prepared(storage.local_copy(data_url, os.path.join(cache_dir(), "downloads")))
 
 
-def _finished_record(output: str, spec: TrialSpec) -> dict | None:
+def _data_key(data_url: str) -> str:
+    """Names the prepared data: input fingerprint and split fractions (see dataset.prepare)."""
+    return data_url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _finished_record(output: str, spec: TrialSpec, data_url: str) -> dict | None:
     url = storage.join(output, "trials", spec.name, "metrics.json")
     if not storage.exists(url):
         return None
     record = json.loads(storage.read_text(url))
-    if record.get("spec") != asdict(spec):  # same name, other settings (epochs, lr...): train again
+    # Same name but other settings (epochs, lr...), other input rows or another split: train again,
+    # so that every leaderboard row was scored on the same test split.
+    if record.get("spec") != asdict(spec) or record.get("data") != _data_key(data_url):
         return None
     return record
 
 
-def save_trial(output: str, result: TrialResult) -> dict:
+def save_trial(output: str, result: TrialResult, data_url: str) -> dict:
     """Write the translator, its loss curve and, last, metrics.json: the marker that the trial is finished."""
     directory = storage.join(output, "trials", result.spec.name)
-    record = result.record()
+    record = {**result.record(), "data": _data_key(data_url)}
     if result.translator is not None:
         result.translator.save(directory)
     if result.history:
@@ -193,7 +201,7 @@ def tune_trial(trial_config: dict) -> None:
     data = _open_prepared(trial_config["data_url"])
     device = pick_device(None) if trial_config["gpus"] > 0 else torch.device("cpu")
     result = run_trial(spec, data, device, on_epoch=lambda record: tune.report(record))
-    record = save_trial(trial_config["output"], result)
+    record = save_trial(trial_config["output"], result, trial_config["data_url"])
     tune.report({"done": True, "status": record["status"]})
 
 
@@ -203,6 +211,7 @@ def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log)
 
     if not ray.is_initialized():
         ray.init(log_to_driver=False)  # joins the cluster when run under `ray job submit` or with RAY_ADDRESS
+    require_shared_output(config.output)
     available = ray.cluster_resources()
     gpus = config.gpus_per_trial
     if gpus > 0 and not available.get("GPU"):
@@ -253,7 +262,7 @@ def _run_in_process(specs: list[TrialSpec], data_url: str, config: TrainConfig, 
     data = _open_prepared(data_url)
     device = pick_device(None) if config.gpus_per_trial > 0 else torch.device("cpu")
     started = time.perf_counter()
-    records = {spec.name: save_trial(config.output, run_trial(spec, data, device)) for spec in specs}
+    records = {spec.name: save_trial(config.output, run_trial(spec, data, device), data_url) for spec in specs}
     log(f"ran {len(specs)} trials in this process in {time.perf_counter() - started:.1f}s")
     return records
 
