@@ -13,8 +13,12 @@ from PIL import Image
 
 from i2a_core import images, storage
 from i2a_core.cli import quiet_libraries
-from i2a_core.commands.common import add_generation_arguments, add_model_arguments, generation_from_args, \
-    models_from_args
+from i2a_core.commands.common import (
+    add_generation_arguments,
+    add_model_arguments,
+    generation_from_args,
+    models_from_args,
+)
 from i2a_core.pipelines.sonify import SonifyJob, run
 from i2a_core.sonify import Sonifier, seed_for, wav_bytes
 

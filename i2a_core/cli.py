@@ -13,6 +13,7 @@ COMMANDS = {
     "embed": "i2a_core.commands.embed",
     "train": "i2a_core.commands.train",
     "sonify": "i2a_core.commands.sonify",
+    "sonify-job": "i2a_core.commands.sonify_job",
 }
 
 

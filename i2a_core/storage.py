@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import shutil
@@ -115,3 +116,25 @@ def local_copy(url: str, cache_root: str) -> str:
     except OSError:  # another process won the race
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+class OutputMismatch(ValueError):
+    """An output folder that an earlier run filled with other settings."""
+
+
+def claim_output(output: str, settings: dict, name: str = "job.json") -> None:
+    """Record a resumable job's settings in its output, or check that a rerun uses the same ones.
+
+    Resuming into an output made with other models or seeds would silently mix two runs in one result.
+    """
+    settings = json.loads(json.dumps(settings))  # compare as stored: tuples become lists
+    url = join(output, name)
+    if not exists(url):
+        write_text_atomic(url, json.dumps(settings, indent=2, sort_keys=True))
+        return
+    before = json.loads(read_text(url))
+    changed = sorted(k for k in settings.keys() | before.keys() if before.get(k) != settings.get(k))
+    if changed:
+        details = ", ".join(f"{k} {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+        raise OutputMismatch(f"{output}: an earlier run wrote it with other settings ({details}); rerun with "
+                             f"the same settings to resume, or choose a new --output")

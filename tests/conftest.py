@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-
 from helpers import free_port
 
 # Offline before anything imports huggingface_hub: its retries would otherwise cost ~30 s per miss.

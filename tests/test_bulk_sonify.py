@@ -9,13 +9,14 @@ import subprocess
 import sys
 import time
 
+import chromium
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import soundfile
 from PIL import Image
 
-import chromium
 from i2a_core import listing, manifest, storage
 from i2a_core.images import ImageLimits
 from i2a_core.pipelines.sonify import SonifyJob, run
@@ -259,3 +260,16 @@ def test_a_bare_csv_list_keeps_its_first_row(tmp_path):
     (tmp_path / "list.csv").write_text("https://example.org/a.jpg\nhttps://example.org/b.jpg\n")
     assert [item.input for item in listing.list_inputs([str(tmp_path / "list.csv")])] == \
         ["https://example.org/a.jpg", "https://example.org/b.jpg"]
+
+
+def test_rerun_with_other_settings_is_refused_not_mixed(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(image_bytes())
+    output = str(tmp_path / "out")
+    assert run(job([str(folder)], output)).ok == 1
+    other = SonifyJob(inputs=(str(folder),), output=output, models=resolve_models("tiny"),
+                      settings=GenerationSettings(duration=0.5, steps=3, guidance=2.5, seed=7, batch_size=2),
+                      limits=LIMITS)
+    with pytest.raises(storage.OutputMismatch, match="steps 2 -> 3"):
+        run(other)

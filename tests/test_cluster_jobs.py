@@ -13,7 +13,6 @@ import urllib.request
 
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import free_port, write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

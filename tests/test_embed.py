@@ -236,3 +236,15 @@ def test_jobs_parse_the_cli_arguments():
         result = subprocess.run([sys.executable, os.path.join(root, "jobs", f"{job}.py"), "--help"],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and flag in result.stdout, result.stderr
+
+
+def test_resume_with_other_models_is_refused_not_mixed(tmp_path, ray_session, capsys):
+    from i2a_core.cli import main
+
+    captions = tmp_path / "captions.csv"
+    captions.write_text("audiocap_id,youtube_id,start_time,caption\n1,a,0,rain on a roof\n2,b,0,a dog barks\n")
+    argv = ["embed", "--preset", "tiny", "--source", "audiocaps", "--input", str(captions),
+            "--output", str(tmp_path / "pairs")]
+    assert main(argv) == 0
+    assert main([*argv, "--audioldm", "tiny:audioldm", "--clip-pretrained", "other"]) == 2
+    assert "an earlier run wrote it with other settings (clip_pretrained None -> 'other')" in capsys.readouterr().err

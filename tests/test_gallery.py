@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
+import chromium
 import numpy as np
 import pytest
 from PIL import Image
 
-import chromium
 from i2a_core import gallery, storage
 from i2a_core.sonify import wav_bytes
 

@@ -4,11 +4,11 @@ import io
 
 import numpy as np
 import pytest
+from helpers import image_bytes
 from PIL import Image
 
 from i2a_core import images
 from i2a_core.images import ImageError, ImageLimits, decode_image, load_image
-from helpers import image_bytes
 
 
 @pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("CMYK", "JPEG"), ("RGBA", "PNG"), ("LA", "PNG"),

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     for step in steps:
         print(f"\n== i2a {' '.join(step)}", flush=True)
-        status = run_job_step(main, step)
+        status = main(step)
         if status != 0:
             raise CommandError(f"step `{step[0]}` failed (exit status {status}); see the lines above. "
                                f"Rerun the same command to resume.")
@@ -93,18 +93,6 @@ def run(args: argparse.Namespace) -> int:
                         ("gallery", storage.join(paths["sounds"], "index.html"))]:
         print(f"  {label:16} {path}")
     return 0
-
-
-def run_job_step(main, step: list[str]) -> int:
-    """Run one i2a command; the bulk sonify job is `i2a sonify` with the job's runner."""
-    if step[0] != "sonify-job":
-        return main(step)
-    from i2a_core.commands import sonify
-
-    parser = argparse.ArgumentParser(prog="i2a sonify")
-    sonify.add_arguments(parser)
-    sonify.add_job_arguments(parser)
-    return sonify.run_job(parser.parse_args(step[1:]))
 
 
 def sample_captions(args: argparse.Namespace) -> pd.DataFrame:

@@ -83,7 +83,8 @@ def run_job(args: argparse.Namespace) -> int:
         page_size=args.page_size)
     try:
         run_pipeline(job)
-    except (FileNotFoundError, ClusterError) as e:  # an input root that does not exist, a local output on a cluster
+    # A missing input root, a local output on a multi-host cluster, an output made with other settings.
+    except (FileNotFoundError, ClusterError, storage.OutputMismatch) as e:
         raise CommandError(str(e)) from None
     return 0  # bad inputs are rows in the manifest, not a failed job
 

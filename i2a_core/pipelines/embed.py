@@ -366,6 +366,9 @@ def run_embed(config: EmbedConfig, log=print) -> dict:
     started = time.perf_counter()
     work = plan(config)
     storage.makedirs(config.output)
+    models = config.models
+    storage.claim_output(config.output, {"job": "embed", "source": config.source, "clip_model": models.clip.model,
+                                         "clip_pretrained": models.clip.pretrained, "audioldm": models.audioldm})
     log(f"{len(work.rows)} rows to embed ({work.already_done} already in {config.output}, "
         f"{sum(work.failures.values())} skipped)")
 

@@ -350,6 +350,10 @@ def run(job: SonifyJob, log=print) -> JobSummary:
     # 1. List the inputs and drop those an earlier run already finished.
     items = listing.list_inputs(list(job.inputs))
     storage.makedirs(job.output)
+    settings = job.settings
+    storage.claim_output(job.output, {"job": "sonify", **job.models.describe(), "seed": settings.seed,
+                                      "steps": settings.steps, "guidance": settings.guidance,
+                                      "duration": settings.duration})
     _remove_stale_temp_files(job.output)
     done = finished_inputs(manifest.compact(job.output))
     todo = [item for item in items if item.input not in done]
