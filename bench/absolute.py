@@ -53,26 +53,25 @@ def clip_images_per_s(model: str, pretrained: str | None, batch_size: int, batch
             "seconds": seconds, "images_per_s": batch_size * batches / seconds, "image_size": size}
 
 
-def preprocess_images_per_s(count: int) -> dict:
-    """Images/s of one CPU thread decoding 640x480 JPEGs and applying CLIP's preprocessing (ViT-B-32, 224 px)."""
-    import open_clip
+def decode_images_per_s(count: int, width: int, height: int) -> dict:
+    """Images/s of one CPU thread running the embed job's decode stage (decode, resize, crop to 224 px)."""
+    from i2a_core.images import decode_image
+    from i2a_core.pipelines.embed import resize_and_crop
 
-    torch.set_num_threads(1)
-    transform = open_clip.image_transform(224, is_train=False)
     rng = np.random.default_rng(0)
-    # Smooth random images compress like photos (a few tens of KB), unlike pure noise.
+    # Smooth random images compress like photos, unlike pure noise.
     jpegs = []
     for _ in range(min(count, 16)):
         buffer = io.BytesIO()
-        small = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((640, 480), Image.BICUBIC).save(buffer, format="JPEG", quality=90)
+        small = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((width, height), Image.BICUBIC).save(buffer, format="JPEG", quality=90)
         jpegs.append(buffer.getvalue())
     started = time.perf_counter()
     for i in range(count):
-        transform(Image.open(io.BytesIO(jpegs[i % len(jpegs)])).convert("RGB"))
+        resize_and_crop(decode_image(jpegs[i % len(jpegs)], "bench.jpg", check_extension=False), 224)
     seconds = time.perf_counter() - started
-    return {"images": count, "seconds": seconds, "images_per_s_per_core": count / seconds,
-            "jpeg_kib": sum(map(len, jpegs)) / len(jpegs) / 1024}
+    return {"source_size": f"{width}x{height}", "images": count, "seconds": seconds,
+            "images_per_s_per_core": count / seconds, "jpeg_kib": sum(map(len, jpegs)) / len(jpegs) / 1024}
 
 
 def audioldm_clips_per_s(source: str, batch_size: int, batches: int, duration: float, steps: int) -> dict:
@@ -83,6 +82,14 @@ def audioldm_clips_per_s(source: str, batch_size: int, batches: int, duration: f
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((batch_size, generator.clap_dim)).astype(np.float32)
     seeds = list(range(batch_size))
+    # The CLAP text tower is what embed runs on every caption: time it too, since it comes with the checkpoint.
+    captions = [f"a dog barks while rain falls on a tin roof, take {i}" for i in range(256)]
+    generator.clap.encode(captions[:8])
+    synchronize(generator.device)
+    started = time.perf_counter()
+    generator.clap.encode(captions)
+    synchronize(generator.device)
+    clap_texts_per_s = len(captions) / (time.perf_counter() - started)
     generator.generate(vectors[:1], seeds[:1], duration=duration, steps=2)  # warm-up
     synchronize(generator.device)
     started = time.perf_counter()
@@ -93,7 +100,7 @@ def audioldm_clips_per_s(source: str, batch_size: int, batches: int, duration: f
     clips = batch_size * batches
     return {"source": source, "device": str(generator.device), "dtype": str(generator.dtype).replace("torch.", ""),
             "batch_size": batch_size, "clips": clips, "duration_s": duration, "steps": steps, "seconds": seconds,
-            "clips_per_s": clips / seconds,
+            "clips_per_s": clips / seconds, "clap_texts_per_s": clap_texts_per_s,
             # Wall time per second of audio: below 1 is faster than real time.
             "real_time_factor": seconds / (clips * duration),
             **({"note": "tiny model: exercises the code path, says nothing about AudioLDM's speed"}
@@ -121,10 +128,12 @@ def main() -> int:
     print(f"device: {result['gpu'] or 'CPU only'}, {os.cpu_count()} cores, load average "
           + ", ".join(f"{x:.1f}" for x in result["load_average"]))
 
-    # 1. Image decode + preprocess, one CPU core: the rate each data-loading core feeds to the encoder.
-    pre = preprocess_images_per_s(64 if args.quick else 512)
-    result["preprocess"] = pre
-    print(f"decode+preprocess 640x480 JPEG -> 224 px: {pre['images_per_s_per_core']:.0f} images/s per core")
+    # 1. Image decode, one CPU core: the rate each decode worker feeds to the encoder. 224 px is what
+    # `i2a fetch` stores (img2dataset resizes to the CLIP input size); 640x480 is a raw photo, as sonify reads.
+    result["decode"] = [decode_images_per_s(100 if args.quick else 1000, w, h) for w, h in ((224, 224), (640, 480))]
+    for decode in result["decode"]:
+        print(f"decode {decode['source_size']} JPEG ({decode['jpeg_kib']:.0f} KiB) -> 224 px: "
+              f"{decode['images_per_s_per_core']:.0f} images/s per core")
 
     # 2. CLIP image encoding on synthetic tensors.
     batch = args.clip_batch_size or (16 if args.quick else 256)
@@ -150,7 +159,8 @@ def main() -> int:
     else:
         print(f"AudioLDM {audio['source']} ({audio['device']} {audio['dtype']}, batch {audio['batch_size']}, "
               f"{audio['duration_s']:g} s clips, {audio['steps']} steps): {audio['clips_per_s']:.3f} clips/s, "
-              f"real-time factor {audio['real_time_factor']:.3f} (wall s per audio s)")
+              f"real-time factor {audio['real_time_factor']:.3f} (wall s per audio s); "
+              f"CLAP text encoding {audio['clap_texts_per_s']:.1f} captions/s")
 
     if args.json:
         with open(args.json, "w") as f:

@@ -32,6 +32,8 @@ def measured_rates(results: dict) -> list[tuple[str, float, str, str]]:
     if "clips_per_s" in audio and "note" not in audio:  # a tiny stand-in model projects nothing
         rates.append((f"AudioLDM {audio['duration_s']:g} s clips, {audio['steps']} steps", audio["clips_per_s"],
                       "clips/s", f"measured, {device} {audio['dtype']}, batch {audio['batch_size']}"))
+        rates.append(("CLAP text encoding (embed, per caption)", audio["clap_texts_per_s"], "captions/s",
+                      f"measured, {device} {audio['dtype']}"))
     return rates
 
 
