@@ -46,6 +46,9 @@ def run_bench(name: str, arguments: list[str]) -> dict:
         figures_path = os.path.join(tmp, "figures.json")
         command = [sys.executable, os.path.join(BENCH_DIR, f"{name}.py"), *arguments, "--json", figures_path]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+        # Each bench starts a private Ray instance on this node, even under `ray job submit` or beside a
+        # `ray start` node: its figures are one node's, and its ray.init(num_cpus=...) stays valid.
+        env["RAY_ADDRESS"] = "local"
         print(f"\n== {name}: {shlex.join(command[1:])}", flush=True)
         load_before = os.getloadavg()
         started = time.perf_counter()
@@ -192,7 +195,7 @@ def main() -> int:
         json.dump(results, f, indent=2)
     with open(markdown_path, "w") as f:
         f.write(results_markdown(results))
-    print(f"\nwrote {args.output} and {markdown_path}")
+    print(f"\n{results_markdown(results)}\nwrote {args.output} and {markdown_path}")
     return 1 if any("failed" in b for b in results["relative"] + [results.get("absolute") or {}]) else 0
 
 
