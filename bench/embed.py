@@ -202,20 +202,18 @@ def main() -> None:
     print("ray stages (busy rows/s per worker): " + ", ".join(
         f"{name} {stage['rows_per_s']}" for name, stage in stats["stages"].items()))
     if args.json:
-        write_json(args.json, {
-            "benchmark": "embed",
-            "workload": f"{args.rows} images, preset {args.preset}, batch {args.batch_size}, {args.actors} actor(s)",
-            "baseline": {"name": "plain loop", "value": loop_rate, "unit": "rows/s", "seconds": loop_s,
-                         "peak_rss_bytes": loop_memory.peak, "torch_threads": args.loop_threads or "default"},
-            "i2a": {"name": "ray embed job", "value": ray_rate, "unit": "rows/s", "seconds": ray_s,
-                    "peak_rss_bytes": ray_memory.peak},
-            "ratio": ray_rate / loop_rate, "target": {"op": ">=", "value": 1.5},
-            "stages_rows_per_s": {name: stage["rows_per_s"] for name, stage in stats["stages"].items()}})
-
-
-def write_json(path: str, figures: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(figures, f, indent=2)
+        with open(args.json, "w") as f:
+            json.dump({
+                "benchmark": "embed",
+                "workload": f"{args.rows} images, preset {args.preset}, batch {args.batch_size}, "
+                            f"{args.actors} actor(s)",
+                "baseline": {"name": "plain loop", "value": loop_rate, "unit": "rows/s", "seconds": loop_s,
+                             "peak_rss_bytes": loop_memory.peak, "torch_threads": args.loop_threads or "default"},
+                "i2a": {"name": "ray embed job", "value": ray_rate, "unit": "rows/s", "seconds": ray_s,
+                        "peak_rss_bytes": ray_memory.peak},
+                "ratio": ray_rate / loop_rate, "target": {"op": ">=", "value": 1.5},
+                "stages_rows_per_s": {name: stage["rows_per_s"] for name, stage in stats["stages"].items()},
+            }, f, indent=2)
 
 
 if __name__ == "__main__":
