@@ -123,11 +123,11 @@ def results_markdown(results: dict) -> str:
         if "skipped" in audio:
             lines += ["", f"AudioLDM skipped: {audio['skipped']}"]
         else:
-            lines.append(f"| AudioLDM generation | {audio['clips_per_s']:.3f} clips/s, real-time factor "
-                         f"{audio['real_time_factor']:.3f} | {audio['source']}, {audio['device']} {audio['dtype']}, "
-                         f"batch {audio['batch_size']}, {audio['duration_s']:g} s, {audio['steps']} steps |",
-                         f"| CLAP text encoding | {audio['clap_texts_per_s']:,.1f} captions/s | AudioLDM's text tower, "
-                         f"batch 64 |")
+            lines += [f"| AudioLDM generation | {audio['clips_per_s']:.3f} clips/s, real-time factor "
+                      f"{audio['real_time_factor']:.3f} | {audio['source']}, {audio['device']} {audio['dtype']}, "
+                      f"batch {audio['batch_size']}, {audio['duration_s']:g} s, {audio['steps']} steps |",
+                      f"| CLAP text encoding | {audio['clap_texts_per_s']:,.1f} captions/s | AudioLDM's text tower, "
+                      f"batch 64 |"]
             if "note" in audio:
                 lines += ["", f"AudioLDM note: {audio['note']}"]
         lines += ["", "## Projection", "", projection_markdown(results)]

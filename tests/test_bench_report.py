@@ -44,3 +44,22 @@ def test_markdown_uses_measured_rates_and_labels_external_ones():
     assert "| CLIP ViT-B-32 image embedding | 3,600 images/s | measured, H100 float16, batch 256 | " in text
     assert "27 min" in text
     assert "NOT measured by us" in text
+
+
+def test_measured_audioldm_is_tabulated_and_projected_but_a_tiny_stand_in_is_not():
+    audio = {"source": "cvssp/audioldm-s-full-v2", "device": "cuda", "dtype": "float16", "batch_size": 8,
+             "duration_s": 10.0, "steps": 50, "clips_per_s": 2.0, "real_time_factor": 0.05,
+             "clap_texts_per_s": 2000.0}
+    results = {"quick": False, "relative": [],
+               "environment": {"date": "d", "gpu": "H100", "cpu_count": 16, "torch": "t", "commit": "c",
+                               "load_average_start": (0, 0, 0)},
+               "absolute": {"decode": [], "audioldm": audio,
+                            "clip": {"model": "ViT-B-32", "weights": "random", "device": "cuda", "dtype": "float16",
+                                     "batch_size": 256, "images_per_s": 3600.0}}}
+    text = run_all.results_markdown(results)
+    assert "| AudioLDM generation | 2.000 clips/s, real-time factor 0.050 |" in text
+    # CC: 3.3M clips at 2 clips/s x 64 GPUs x 0.8 = 8.95 h.
+    assert "| AudioLDM 10 s clips, 50 steps | 2 clips/s | measured, H100 float16, batch 8 |" in text
+    assert "9.0 h" in text
+    audio["note"] = "tiny model"
+    assert "| AudioLDM 10 s clips" not in run_all.results_markdown(results)
