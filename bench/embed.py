@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--loop-threads", type=int,
                         help="torch threads for the loop (default: torch's own choice, one per core); Ray's "
                              "actors run torch with one thread per CPU they hold")
+    parser.add_argument("--json", metavar="PATH", help="also write the measured figures to this JSON file")
     parser.add_argument("--loop", nargs=2, metavar=("SHARDS", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     models = resolve_models(args.preset)
@@ -200,6 +201,19 @@ def main() -> None:
     print(f"ratio      : {ray_rate / loop_rate:.2f}x the loop")
     print("ray stages (busy rows/s per worker): " + ", ".join(
         f"{name} {stage['rows_per_s']}" for name, stage in stats["stages"].items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({
+                "benchmark": "embed",
+                "workload": f"{args.rows} images, preset {args.preset}, batch {args.batch_size}, "
+                            f"{args.actors} actor(s)",
+                "baseline": {"name": "plain loop", "value": loop_rate, "unit": "rows/s", "seconds": loop_s,
+                             "peak_rss_bytes": loop_memory.peak, "torch_threads": args.loop_threads or "default"},
+                "i2a": {"name": "ray embed job", "value": ray_rate, "unit": "rows/s", "seconds": ray_s,
+                        "peak_rss_bytes": ray_memory.peak},
+                "ratio": ray_rate / loop_rate, "target": {"op": ">=", "value": 1.5},
+                "stages_rows_per_s": {name: stage["rows_per_s"] for name, stage in stats["stages"].items()},
+            }, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -57,6 +58,7 @@ def main() -> int:
     parser.add_argument("--runner", choices=["local", "ray"], default="ray")
     parser.add_argument("--gpus-per-actor", type=float)
     parser.add_argument("--actors", type=int)
+    parser.add_argument("--json", metavar="PATH", help="also write the measured figures to this JSON file")
     add_model_arguments(parser)
     add_generation_arguments(parser)
     parser.set_defaults(preset="tiny")  # a quick offline run; pass --preset audioldm-s-full-v2 --translator DIR
@@ -87,9 +89,22 @@ def main() -> int:
         # The loop again: on a shared machine the load can change while the job runs.
         _, loop_after = baseline(args, paths, root, os.path.join(work, "loop-after"))
         print(f"loop again after the job: {loop_after:.3f} clips/s")
-        loop_rate = (loop_rate + loop_after) / 2
+        loop_before, loop_rate = loop_rate, (loop_rate + loop_after) / 2
         print(f"ratio job/loop (mean of both loops): {job_rate / loop_rate:.2f}x "
               f"(vs loop including its model load: {job_rate / (len(paths) / (len(paths) / loop_rate + load_s)):.2f}x)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({
+                    "benchmark": "sonify",
+                    "workload": f"{args.images} images, preset {args.preset}, {settings.duration:g} s clips, "
+                                f"{settings.steps} steps, batch {settings.batch_size}, runner {args.runner}",
+                    "baseline": {"name": "loop, one pipeline call per image (mean of before/after)",
+                                 "value": loop_rate, "unit": "clips/s", "before": loop_before, "after": loop_after,
+                                 "model_load_s": load_s},
+                    "i2a": {"name": f"sonify job ({args.runner})", "value": job_rate, "unit": "clips/s",
+                            "seconds": summary.wall_s, "ok": summary.ok, "error": summary.error},
+                    "ratio": job_rate / loop_rate, "target": {"op": ">=", "value": 1.5},
+                }, f, indent=2)
     return 0
 
 

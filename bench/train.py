@@ -10,6 +10,7 @@ train the same grid with the same seed, and include preparing the data. Ray star
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="audiocaps,images,all")
     parser.add_argument("--losses", default="cosine,mse,contrastive")
     parser.add_argument("--hidden", default="256,512")
+    parser.add_argument("--json", metavar="PATH", help="also write the measured figures to this JSON file")
     args = parser.parse_args()
 
     root = tempfile.mkdtemp(prefix="i2a-bench-train-")
@@ -63,6 +65,17 @@ def main() -> None:
     print(f"ratio parallel/sequential: {parallel_s / sequential_s:.2f}x (target <= 0.6x); "
           f"against the 1-thread loop: {parallel_s / single_thread_s:.2f}x")
     ray.shutdown()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({
+                "benchmark": "train",
+                "workload": f"{trials} trials x {args.epochs} epochs, {args.rows} rows, "
+                            f"{args.clip_dim}-d -> {args.clap_dim}-d, Ray num_cpus={args.cpus}",
+                "baseline": {"name": f"sequential, {threads} torch threads", "value": sequential_s, "unit": "s"},
+                "i2a": {"name": "Ray Tune, 1 CPU per trial", "value": parallel_s, "unit": "s"},
+                "ratio": parallel_s / sequential_s, "target": {"op": "<=", "value": 0.6},
+                "sequential_1_thread_s": single_thread_s, "ratio_vs_1_thread": parallel_s / single_thread_s,
+            }, f, indent=2)
 
 
 if __name__ == "__main__":
