@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import sys
 import time
@@ -17,6 +16,7 @@ import soundfile
 from i2a_core import images, storage
 from i2a_core.audioldm import AudioLDMGenerator
 from i2a_core.clip import ClipEncoder
+from i2a_core.listing import InputItem
 from i2a_core.presets import ModelSpec
 from i2a_core.translator import Translator, TranslatorError, load_translator
 
@@ -86,52 +86,10 @@ def write_clip(output: str, name: str, waveform: np.ndarray, sample_rate: int, r
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe rendering of one path component."""
-    cleaned = _UNSAFE.sub("_", text).strip("._")
-    return cleaned[:120] or "input"
-
-
-def output_names(sources: list[tuple[str, str]]) -> list[str]:
-    """Unique output names for (source, base name) pairs.
-
-    A base name used by several inputs (two `a.jpg` in different folders) gets a short hash of its
-    source appended, so names never collide and a rerun gives the same names.
-    """
-    counts: dict[str, int] = {}
-    for _, base in sources:
-        counts[base] = counts.get(base, 0) + 1
-    return [base if counts[base] == 1 else f"{base}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
-            for source, base in sources]
-
-
-def _relative_name(relative: str) -> str:
-    """`sub/dir/a.jpg` -> `sub/dir/a`, each component made safe (no `..`, no absolute paths)."""
-    return "/".join(safe_name(part) for part in os.path.splitext(relative)[0].split("/") if part)
-
-
-def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
-    """(source, base name) for every image under the given files, folders and URLs, in a stable order."""
-    expanded = []
-    for item in inputs:
-        if images.is_url(item):
-            stem = os.path.splitext(os.path.basename(item.split("?")[0].rstrip("/")))[0]
-            expanded.append((item, safe_name(stem or "url")))
-        elif storage.is_remote(item) and storage.filesystem(item)[0].isdir(storage.filesystem(item)[1]):
-            fs, prefix = storage.filesystem(item)
-            for key in sorted(fs.find(prefix)):
-                if os.path.splitext(key)[1].lower() in images.IMAGE_EXTENSIONS:
-                    expanded.append((fs.unstrip_protocol(key), _relative_name(key[len(prefix.rstrip("/")) + 1:])))
-        elif os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs.sort()
-                for file in sorted(files):
-                    if os.path.splitext(file)[1].lower() in images.IMAGE_EXTENSIONS:
-                        path = os.path.join(root, file)
-                        expanded.append((path, _relative_name(os.path.relpath(path, item).replace(os.sep, "/"))))
-        else:
-            expanded.append((item, safe_name(os.path.splitext(os.path.basename(item))[0])))
-    return expanded
+def text_key(text: str) -> str:
+    """Output name of a text prompt: readable, file-name safe, plus a short hash so prompts never collide."""
+    readable = _UNSAFE.sub("_", text).strip("._")[:60] or "text"
+    return f"text-{readable}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -153,42 +111,44 @@ def clip_record(source: str, models: ModelSpec, seed: int, settings: GenerationS
     return record
 
 
-def sonify_sources(sonifier: Sonifier, sources: list[tuple[str, str]], output: str, settings: GenerationSettings,
-                   limits: images.ImageLimits = images.ImageLimits(), log=print) -> list[ClipResult]:
-    """Decode, translate, generate and write every image source; one bad input never stops the others."""
-    names = output_names(sources)
+def sonify_sources(sonifier: Sonifier, items: list[InputItem], output: str, settings: GenerationSettings,
+                   limits: images.ImageLimits = images.ImageLimits()) -> list[ClipResult]:
+    """Decode, translate, generate and write every listed image; one bad input never stops the others.
+
+    Names and seeds follow the bulk job's rules (listing.py): `<output>/<key>.wav`, seeded by the input's
+    path relative to its root, so both give an image the same audio.
+    """
     results: list[ClipResult] = []
     decoded = []
-    for (source, _), name in zip(sources, names):
+    for item in items:
         started = time.perf_counter()
         try:
-            decoded.append((source, name, images.load_image(source, limits), time.perf_counter() - started))
+            decoded.append((item, images.load_image(item.input, limits), time.perf_counter() - started))
         except images.ImageError as e:
             print(f"error: {e}", file=sys.stderr)
-            results.append(ClipResult(source, name, False, str(e)))
+            results.append(ClipResult(item.input, item.key, False, str(e)))
     for start in range(0, len(decoded), settings.batch_size):
         batch = decoded[start:start + settings.batch_size]
         started = time.perf_counter()
-        clap, explanations = sonifier.clap_for_images([image for _, _, image, _ in batch])
+        clap, explanations = sonifier.clap_for_images([image for _, image, _ in batch])
         encode_s = (time.perf_counter() - started) / len(batch)
         started = time.perf_counter()
-        waveforms = sonifier.generate(clap, [source for source, *_ in batch], settings)
+        waveforms = sonifier.generate(clap, [item.relative for item, _, _ in batch], settings)
         generate_s = (time.perf_counter() - started) / len(batch)
-        for i, ((source, name, _, read_s), waveform) in enumerate(zip(batch, waveforms)):
-            record = clip_record(source, sonifier.models, seed_for(source, settings.seed), settings,
+        for i, ((item, _, read_s), waveform) in enumerate(zip(batch, waveforms)):
+            record = clip_record(item.input, sonifier.models, seed_for(item.relative, settings.seed), settings,
                                  sonifier.generator.sample_rate,
                                  {"read_decode": read_s, "encode_translate": encode_s, "generate": generate_s},
                                  explanations[i] if explanations else None)
-            wav = write_clip(output, name, waveform, sonifier.generator.sample_rate, record)
-            results.append(ClipResult(source, name, True, wav=wav))
-            log(f"wrote {wav}")
+            wav = write_clip(output, item.key, waveform, sonifier.generator.sample_rate, record)
+            results.append(ClipResult(item.input, item.key, True, wav=wav))
+            print(f"wrote {wav}")
     return results
 
 
-def sonify_texts(sonifier: Sonifier, texts: list[str], output: str, settings: GenerationSettings,
-                 log=print) -> list[ClipResult]:
+def sonify_texts(sonifier: Sonifier, texts: list[str], output: str, settings: GenerationSettings) -> list[ClipResult]:
     """Plain AudioLDM: text -> AudioLDM's CLAP -> audio, the reference to compare image sonifications with."""
-    names = output_names([(text, "text-" + safe_name(text)[:60]) for text in texts])
+    names = [text_key(text) for text in texts]
     results = []
     for start in range(0, len(texts), settings.batch_size):
         batch, batch_names = texts[start:start + settings.batch_size], names[start:start + settings.batch_size]
@@ -201,5 +161,5 @@ def sonify_texts(sonifier: Sonifier, texts: list[str], output: str, settings: Ge
             record["models"]["translator"] = None
             wav = write_clip(output, name, waveform, sonifier.generator.sample_rate, record)
             results.append(ClipResult(text, name, True, wav=wav))
-            log(f"wrote {wav}")
+            print(f"wrote {wav}")
     return results

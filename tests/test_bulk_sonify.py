@@ -273,3 +273,17 @@ def test_rerun_with_other_settings_is_refused_not_mixed(tmp_path):
                       limits=LIMITS)
     with pytest.raises(storage.OutputMismatch, match="steps 2 -> 3"):
         run(other)
+
+
+def test_i2a_sonify_and_the_job_give_an_image_the_same_audio(tmp_path):
+    from i2a_core.cli import main
+
+    folder = tmp_path / "in"
+    (folder / "deep").mkdir(parents=True)
+    (folder / "deep" / "a.png").write_bytes(image_bytes(shade=5))
+    assert run(job([str(folder)], str(tmp_path / "job"))).ok == 1
+    assert main(["sonify", f"{folder}/", "--output", str(tmp_path / "cli"), "--preset", "tiny",
+                 "--duration", "0.5", "--steps", "2", "--seed", "7", "--batch-size", "2"]) == 0
+    job_audio, _ = soundfile.read(tmp_path / "job" / "audio" / "deep" / "a.wav")
+    cli_audio, _ = soundfile.read(tmp_path / "cli" / "deep" / "a.wav")
+    np.testing.assert_allclose(cli_audio, job_audio, atol=1e-4)

@@ -30,11 +30,13 @@ def test_images_folders_and_urls(tmp_path, http_root, capsys):
                    "--output", str(out), *TINY])
     assert status == 0, capsys.readouterr()
     wavs = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
-    # Folder inputs keep their relative path; the lone a.jpg would collide with nothing, so no hash.
-    assert wavs == ["a.wav", "b.wav", "from-web.wav", "x/a.wav", "y/a.wav"]
+    # Folder inputs keep their relative path, URLs their host/path (as the bulk job lays them out);
+    # the lone a.jpg collides with nothing, so it gets no hash.
+    host = base.split("://")[1]
+    assert wavs == sorted(["a.wav", "b.wav", f"{host}/from-web.wav", "x/a.wav", "y/a.wav"])
     audio, rate = read_wav(out / "x" / "a.wav")
     assert rate == 16000 and audio.ndim == 1 and len(audio) == 16000
-    record = json.loads((out / "from-web.json").read_text())
+    record = json.loads((out / host / "from-web.json").read_text())
     assert record["input"] == f"{base}/from-web.png"
     assert record["models"]["translator"] == "tiny:translator"
     assert {"seed", "steps", "guidance", "duration", "timings_s"} <= set(record)
@@ -68,13 +70,15 @@ def test_bad_inputs_are_named_and_the_rest_still_sound(tmp_path, http_root, caps
     (folder / "liar.jpg").write_bytes(image_bytes(fmt="PNG"))
     (folder / "cut.png").write_bytes(image_bytes(fmt="PNG")[:-200])
     (folder / "huge.png").write_bytes(image_bytes(size=(300, 300)))
-    status = main(["sonify", str(folder), f"{base}/gone.png", f"{base}/slow.png", "--url-timeout", "1",
+    status = main(["sonify", str(folder), f"{base}/gone.png", f"{base}/slow.png", str(tmp_path / "nowhere.png"),
+                   "--url-timeout", "1",
                    "--max-pixels", "50000", "--output", str(tmp_path / "out"), *TINY])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert status == 1
     assert [p.name for p in (tmp_path / "out").glob("*.wav")] == ["good.wav"]
     expected = {"page.jpg": "not an image", "liar.jpg": "extension says JPEG", "cut.png": "truncated",
-                "huge.png": "over the 50,000-pixel limit", "gone.png": "HTTP 404", "slow.png": "timed out"}
+                "huge.png": "over the 50,000-pixel limit", "gone.png": "HTTP 404", "slow.png": "timed out",
+                "nowhere.png": "no such file"}
     assert len(errors) == len(expected)
     for name, reason in expected.items():
         assert any(name in line and reason in line for line in errors), (name, errors)
@@ -83,9 +87,10 @@ def test_bad_inputs_are_named_and_the_rest_still_sound(tmp_path, http_root, caps
 def test_text_prompts_need_no_translator(tmp_path):
     out = tmp_path / "out"
     assert main(["sonify", "--text", "a dog barks in the rain", "--text", "waves", "--output", str(out), *TINY]) == 0
-    record = json.loads((out / "text-a_dog_barks_in_the_rain.json").read_text())
+    [record_path] = out.glob("text-a_dog_barks_in_the_rain-*.json")
+    record = json.loads(record_path.read_text())
     assert record["modality"] == "text" and record["models"]["translator"] is None
-    assert (out / "text-waves.wav").exists()
+    assert len(list(out.glob("text-waves-*.wav"))) == 1
 
 
 def run_error(capsys, *argv) -> str:

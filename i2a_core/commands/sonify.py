@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from i2a_core import images, storage
@@ -14,10 +15,11 @@ from i2a_core.commands.common import (
     generation_from_args,
     models_from_args,
 )
+from i2a_core.listing import list_inputs
 from i2a_core.pipelines.sonify import LOCAL_MAX_INPUTS, SonifyJob
 from i2a_core.pipelines.sonify import run as run_pipeline
 from i2a_core.raycluster import ClusterError
-from i2a_core.sonify import Sonifier, expand_inputs, sonify_sources, sonify_texts
+from i2a_core.sonify import Sonifier, sonify_sources, sonify_texts
 
 HELP = "turn images (files, folders, http(s) URLs) or texts into audio clips"
 DESCRIPTION = """\
@@ -97,8 +99,15 @@ def run(args: argparse.Namespace) -> int:
     settings = generation_from_args(args)
     models = models_from_args(args, need_clip=bool(inputs))
     limits = images.ImageLimits(max_pixels=args.max_pixels, max_bytes=args.max_bytes, timeout_s=args.url_timeout)
-    sources = expand_inputs(inputs)
-    if inputs and not sources:
+    # A path that does not exist is one bad input among others, not a reason to stop.
+    missing = [root for root in inputs if not images.is_url(root) and not storage.exists(root)]
+    for root in missing:
+        print(f"error: {root}: no such file, folder or prefix", file=sys.stderr)
+    try:
+        sources = list_inputs([root for root in inputs if root not in missing])
+    except ValueError as e:  # an unreadable list file
+        raise CommandError(str(e)) from None
+    if inputs and not sources and not missing:
         raise CommandError(f"no images found in {', '.join(inputs)}")
     storage.makedirs(args.output)
 
@@ -117,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     results += sonify_texts(sonifier, args.text, args.output, settings) if args.text else []
 
     # 4. Summary.
-    failed = [r for r in results if not r.ok]
+    failed = [r for r in results if not r.ok] + missing
     seconds = time.perf_counter() - started
     print(f"{len(results) - len(failed)} clips written to {args.output}, {len(failed)} failed "
           f"(models loaded in {load_s:.1f} s, clips made in {seconds:.1f} s)")
