@@ -147,7 +147,8 @@ def train_trial(spec: TrialSpec, data: PreparedData, device: torch.device, on_ep
             if stale >= spec.patience:  # early stopping on validation loss
                 break
     model.load_state_dict(best_state)
-    _set_modality_means(model, data, spec.mean_shift)
+    # The shift maps image vectors towards text ones: it helps translators trained on text pairs only.
+    _set_modality_means(model, data, spec.mean_shift and spec.dataset == "audiocaps")
     metrics = evaluate(model, data.splits["test"], device)
     metrics["best_val_loss"] = best_loss
     return TrialResult(spec, "ok", translator=model.cpu().eval(), history=history, metrics=metrics,

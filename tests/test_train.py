@@ -203,6 +203,7 @@ def test_mean_shift_is_stored_and_its_effect_on_images_is_in_the_leaderboard(tmp
     translator = load_translator(os.path.join(output, "trials", "audiocaps-cosine-h64"))
     data = json.load(open(os.path.join(output, "data.json")))
     assert translator.config.mean_shift
+    assert not load_translator(os.path.join(output, "trials", "images-cosine-h64")).config.mean_shift
     np.testing.assert_allclose(translator.image_mean.numpy(), data["image_mean"], rtol=1e-6)
     np.testing.assert_allclose(translator.text_mean.numpy(), data["text_mean"], rtol=1e-6)
 

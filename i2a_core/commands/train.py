@@ -60,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: 0)")
     optim.add_argument("--temperature", type=float, default=0.07, help="contrastive loss temperature")
     optim.add_argument("--mean-shift", action="store_true",
-                       help="save translators with the modality-gap correction on (subtract the mean CLIP image "
-                            "vector, add the mean CLIP text vector); its effect is in the leaderboard either way")
+                       help="save the translators learnt from text pairs (audiocaps, retrieval) with the "
+                            "modality-gap correction on (subtract the mean CLIP image vector, add the mean CLIP "
+                            "text vector); its effect on image rows is in the leaderboard either way")
     optim.add_argument("--val-fraction", type=float, default=0.1, help="share of ids for validation (default: 0.1)")
     optim.add_argument("--test-fraction", type=float, default=0.1, help="share of ids for testing (default: 0.1)")
     run_group = parser.add_argument_group("execution")
