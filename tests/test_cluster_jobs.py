@@ -78,10 +78,14 @@ def submit(cluster, job: str, *args: str, timeout_s: float = 400) -> str:
     """`ray job submit --working-dir <repo> -- python jobs/<job>.py ...`; returns the job's logs."""
     runtime_env = {"env_vars": {"HF_HUB_OFFLINE": "1", "I2A_CACHE": cluster["cache"],
                                 "NO_ALBUMENTATIONS_UPDATE": "1"}}
-    result = subprocess.run(
-        [RAY, "job", "submit", "--address", cluster["dashboard"], "--working-dir", ROOT,
-         "--runtime-env-json", json.dumps(runtime_env), "--", sys.executable, f"jobs/{job}.py", *args],
-        env=cluster["env"], capture_output=True, text=True, timeout=timeout_s)
+    command = [RAY, "job", "submit", "--address", cluster["dashboard"], "--working-dir", ROOT,
+               "--runtime-env-json", json.dumps(runtime_env), "--", sys.executable, f"jobs/{job}.py", *args]
+    for _ in range(30):
+        result = subprocess.run(command, env=cluster["env"], capture_output=True, text=True, timeout=timeout_s)
+        # The head's job agent starts a little after the node shows up; Ray says to try again later.
+        if "No available agent to submit job" not in result.stdout + result.stderr:
+            break
+        time.sleep(2)
     assert result.returncode == 0 and "succeeded" in result.stdout, result.stdout[-4000:] + result.stderr[-2000:]
     return result.stdout
 
