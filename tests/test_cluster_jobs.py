@@ -47,16 +47,21 @@ def cluster(i2a_cache):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     common = ["--block", "--disable-usage-stats"]
+
+    def own_ports() -> list[str]:
+        # Both nodes share this host with the test session's own Ray: the agent's fixed default ports collide.
+        return [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
+
     head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard_port}",
                              "--dashboard-host=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
-                             f"--temp-dir={temp_dir}", *common],
+                             f"--temp-dir={temp_dir}", *own_ports(), *common],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dashboard = f"http://127.0.0.1:{dashboard_port}"
     processes = [head]
     try:
         _wait_for(lambda: _alive_nodes(dashboard), "head node")
         processes.append(subprocess.Popen(
-            [RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", "--num-gpus=1", *common],
+            [RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", "--num-gpus=1", *own_ports(), *common],
             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         nodes = _wait_for(lambda: len(_alive_nodes(dashboard)) == 2 and _alive_nodes(dashboard), "GPU node")
         assert sorted(node["resources_total"].get("GPU", 0) for node in nodes) == [0, 1]
