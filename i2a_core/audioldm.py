@@ -48,10 +48,12 @@ class ClapTextEncoder:
         tokenizer = AutoTokenizer.from_pretrained(local, subfolder="tokenizer")
         return cls(tokenizer, text_encoder, torch_device)
 
-    def count_truncated(self, texts: list[str]) -> int:
-        """How many texts are longer than the tokenizer keeps (they are truncated, as AudioLDM does)."""
+    def truncated(self, texts: list[str]) -> np.ndarray:
+        """Per text: is it longer than the tokenizer keeps (so truncated, as AudioLDM does)?"""
+        if not len(texts):
+            return np.zeros(0, bool)
         lengths = self.tokenizer(list(texts), truncation=False)["input_ids"]
-        return sum(len(ids) > self.max_tokens for ids in lengths)
+        return np.array([len(ids) > self.max_tokens for ids in lengths], bool)
 
     @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -244,8 +244,7 @@ class PairEncoder:
         clap = np.zeros((count, self.clap.dim), np.float32)
         clap[ok] = self.clap.encode(captions, batch_size=self.batch_size)
         clap_truncated = np.zeros(count, bool)
-        lengths = self.clap.tokenizer(captions, truncation=False)["input_ids"] if captions else []
-        clap_truncated[ok] = [len(ids) > self.clap.max_tokens for ids in lengths]
+        clap_truncated[ok] = self.clap.truncated(captions)
         clap_s = _per_row(started, count)
 
         out = {k: v for k, v in batch.items() if k != "pixels"}
