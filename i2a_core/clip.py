@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from i2a_core import hub, storage, tiny
 from i2a_core.devices import pick_device, pick_dtype
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """Which CLIP to load: an open_clip name with a pretrained tag or checkpoint, or hf-hub:/local-dir:."""
-
-    model: str = "ViT-B-32"
-    pretrained: str | None = "openai"
+from i2a_core.presets import ClipSpec  # noqa: F401  (defined with the presets, which import no torch)
 
 
 def resolve_clip(spec: ClipSpec) -> tuple[str, str | None]:

@@ -7,7 +7,7 @@ import os
 import socket
 import urllib.parse
 
-from i2a_core import storage, tiny
+from i2a_core import storage
 
 
 class ModelUnavailable(RuntimeError):
@@ -46,6 +46,8 @@ def _offline_message(what: str, reference: str, flag: str, filename: str = "") -
 
 def resolve_repo(reference: str, what: str, flag: str, allow_patterns: list[str] | None = None) -> str:
     """A local directory for a hub repo id, a local path or an s3:// prefix."""
+    from i2a_core import tiny  # builds with torch: imported only when a model is resolved
+
     if tiny.is_tiny(reference):
         return tiny.resolve(reference)
     if os.path.isdir(reference):

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a loss runs, so `i2a train --help` stays light
+    import torch
 
 LOSSES = ("cosine", "mse", "contrastive")
 
 
 def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
     return (1.0 - F.cosine_similarity(pred, target, dim=-1)).mean()
 
 
 def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
     return F.mse_loss(pred, target)
 
 
@@ -22,6 +28,9 @@ def contrastive_loss(pred: torch.Tensor, target: torch.Tensor, temperature: floa
     Works for any batch size >= 1 (the thesis dropped every batch that was not exactly 64); with one
     row the loss is zero, since there is nothing to contrast against.
     """
+    import torch
+    import torch.nn.functional as F
+
     logits = F.normalize(pred, dim=-1) @ F.normalize(target, dim=-1).T / temperature
     labels = torch.arange(len(pred), device=pred.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))

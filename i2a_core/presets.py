@@ -5,8 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from i2a_core import hub
-from i2a_core.audioldm import DEFAULT_AUDIOLDM, resolve_audioldm
-from i2a_core.clip import ClipSpec, resolve_clip
+
+# Plain data only at import time: the CLI reads presets for --help without importing torch.
+DEFAULT_AUDIOLDM = "cvssp/audioldm-s-full-v2"
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Which CLIP to load: an open_clip name with a pretrained tag or checkpoint, or hf-hub:/local-dir:."""
+
+    model: str = "ViT-B-32"
+    pretrained: str | None = "openai"
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class Preset:
     steps: int
     guidance: float
     note: str
+    random_weights: bool = False  # untrained models: outputs say their audio is noise and metrics meaningless
 
 
 PRESETS = {
@@ -38,7 +48,7 @@ PRESETS = {
         note="OpenAI CLIP ViT-B/32 and AudioLDM-S-full-v2 from the hub; bring a translator (--translator)."),
     "tiny": Preset(
         ModelSpec(ClipSpec("tiny:clip", None), "tiny:audioldm", "tiny:translator"),
-        duration=2.5, steps=4, guidance=2.5,
+        duration=2.5, steps=4, guidance=2.5, random_weights=True,
         note="tiny random models built offline in seconds, for tests and trying the pipeline; the audio is noise."),
 }
 DEFAULT_PRESET = "audioldm-s-full-v2"
@@ -66,6 +76,9 @@ def check_models_reachable(models: ModelSpec, need_clip: bool = True) -> None:
     Online, nothing is downloaded here: each actor fetches what it loads. Offline, the references are
     resolved against the local cache only, which is cheap and raises ModelUnavailable naming the model.
     """
+    from i2a_core.audioldm import resolve_audioldm
+    from i2a_core.clip import resolve_clip
+
     if hub.hub_reachable():
         return
     resolve_audioldm(models.audioldm)

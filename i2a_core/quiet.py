@@ -1,15 +1,31 @@
-"""Keep model-loading chatter (progress bars, deprecation banners) off the user's terminal and job logs."""
+"""Keep library chatter (Ray's logs, bars and hints, model-loading banners) off the console; --verbose lets it in."""
 
 from __future__ import annotations
 
 import logging
 import os
 
+# In the environment, so that Ray workers and actors started from this process inherit the choice.
+VERBOSE_ENV = "I2A_VERBOSE"
+RAY_LOGGERS = ("ray", "ray.data", "ray.tune", "ray.train", "ray.air", "ray.serve")
+
+
+def set_verbose(on: bool) -> None:
+    os.environ[VERBOSE_ENV] = "1" if on else "0"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV) == "1"
+
 
 def quiet_libraries() -> None:
     """Called once per process: by the CLI, and by every Ray actor that loads models (a fresh process)."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     logging.getLogger("open_clip").setLevel(logging.WARNING)
+    if verbose():
+        return
+    for name in RAY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         import diffusers
         import transformers
@@ -20,3 +36,41 @@ def quiet_libraries() -> None:
         transformers.utils.logging.disable_progress_bar()
     except ImportError:
         pass
+
+
+def init_ray():
+    """Join the cluster (RAY_ADDRESS, or `ray job submit`) or start a local Ray, quietly unless --verbose.
+
+    Returns the ray module. Workers' logs stay in Ray's log files (`ray job logs`, the dashboard); the
+    console gets i2a's own progress and summary.
+    """
+    if not verbose():
+        # A new local Ray turns token auth on and says so; saying "token" explicitly keeps it on, silently.
+        if not os.environ.get("RAY_ADDRESS"):
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    import ray
+
+    if not ray.is_initialized():
+        loud = verbose()
+        ray.init(log_to_driver=loud, logging_level=logging.INFO if loud else logging.ERROR)
+    quiet_ray()
+    return ray
+
+
+def quiet_ray() -> None:
+    """Ray Data's bars, execution plans and stats dumps, and Ray's loggers, off in this (driver) process."""
+    if verbose():
+        return
+    quiet_libraries()
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.enable_operator_progress_bars = False
+    context.print_on_execution_start = False
+    context.enable_auto_log_stats = False
+    context.verbose_stats_logs = False
+    for name in RAY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

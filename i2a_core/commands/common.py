@@ -3,13 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 
 from i2a_core.presets import DEFAULT_PRESET, PRESETS, ModelSpec, check_models_reachable, resolve_models
-from i2a_core.sonify import GenerationSettings
+
+# This module builds every command's flags, so it imports nothing heavy (torch, ray, diffusers, open_clip):
+# `i2a --help` and argument errors stay instant. Import model code inside the functions that run.
 
 
 class CommandError(Exception):
     """A fatal, user-facing error: printed as one line, exit status 2."""
+
+
+EXIT_STATUS = """\
+exit status: 0 everything succeeded; 1 the command ran but some inputs failed (each is named);
+  2 usage or configuration error (one line, no traceback; --debug shows it)."""
+
+# Flags that name files or folders; model flags may also be hub ids or tags, made absolute only when they exist.
+PATH_FLAGS = ("input", "output", "inputs", "more_inputs", "translator", "captions", "images")
+MODEL_FLAGS = ("audioldm", "clip_pretrained")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # s3://, http://, tiny:, hf-hub:, local-dir:
+
+
+def absolute_path(path: str) -> str:
+    """A local path as an absolute one, so it means the same in every process (Ray workers, Tune trials
+    run in other directories); URLs and model references pass unchanged."""
+    if not path or _SCHEME.match(path):
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def absolute_paths(args: argparse.Namespace) -> None:
+    """Make every local path among the parsed flags absolute, in place, before anything reaches Ray."""
+    for flag in PATH_FLAGS:
+        value = getattr(args, flag, None)
+        if isinstance(value, str):
+            setattr(args, flag, absolute_path(value))
+        elif isinstance(value, list):
+            setattr(args, flag, [absolute_path(v) for v in value])
+    for flag in MODEL_FLAGS:
+        value = getattr(args, flag, None)
+        if value and os.path.exists(os.path.expanduser(value)):
+            setattr(args, flag, absolute_path(value))
+    clip_model = getattr(args, "clip_model", None)
+    if clip_model and clip_model.startswith("local-dir:"):
+        args.clip_model = "local-dir:" + absolute_path(clip_model[len("local-dir:"):])
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, translator: bool = True) -> None:
@@ -48,7 +87,9 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=4, help="clips per generator call (default: 4)")
 
 
-def generation_from_args(args: argparse.Namespace) -> GenerationSettings:
+def generation_from_args(args: argparse.Namespace):
+    from i2a_core.sonify import GenerationSettings
+
     preset = PRESETS[args.preset]
     settings = GenerationSettings(
         duration=args.duration if args.duration is not None else preset.duration,

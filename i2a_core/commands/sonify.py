@@ -7,19 +7,14 @@ import sys
 import time
 
 from i2a_core import images, storage
-from i2a_core.audioldm import ClapTextEncoder  # noqa: F401  (import cost paid before timing)
 from i2a_core.commands.common import (
+    EXIT_STATUS,
     CommandError,
     add_generation_arguments,
     add_model_arguments,
     generation_from_args,
     models_from_args,
 )
-from i2a_core.listing import list_inputs
-from i2a_core.pipelines.sonify import LOCAL_MAX_INPUTS, SonifyJob
-from i2a_core.pipelines.sonify import run as run_pipeline
-from i2a_core.raycluster import ClusterError
-from i2a_core.sonify import Sonifier, sonify_sources, sonify_texts
 
 HELP = "turn images (files, folders, http(s) URLs) or texts into audio clips"
 DESCRIPTION = """\
@@ -58,8 +53,8 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags only the bulk job (jobs/sonify.py) has, on top of `i2a sonify`'s."""
     group = parser.add_argument_group("bulk job")
     group.add_argument("--runner", choices=["auto", "local", "ray"], default="auto",
-                       help=f"local: stages in this process; ray: Ray Data stages; auto: local for at most "
-                            f"{LOCAL_MAX_INPUTS} inputs when no Ray cluster is set (RAY_ADDRESS), else ray")
+                       help="local: stages in this process; ray: Ray Data stages; auto (default): local for a "
+                            "handful of inputs when no Ray cluster is set (RAY_ADDRESS), else ray")
     group.add_argument("--gpus-per-actor", type=float,
                        help="GPUs per AudioLDM actor, fractions share a GPU (default: 1 when the cluster has GPUs)")
     group.add_argument("--actors", type=int, help="AudioLDM actors (default: one per --gpus-per-actor share)")
@@ -68,6 +63,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_job(args: argparse.Namespace) -> int:
     """The bulk job: OUTPUT/audio/<key>.wav, OUTPUT/manifest/*.parquet and OUTPUT/index.html; resumable."""
+    from i2a_core.pipelines.sonify import SonifyJob
+    from i2a_core.pipelines.sonify import run as run_pipeline
+    from i2a_core.raycluster import ClusterError
+
     inputs = list(args.inputs) + list(args.more_inputs)
     if args.text:
         raise CommandError("the bulk job sonifies images; use `i2a sonify --text` for texts")
@@ -92,6 +91,9 @@ def run_job(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from i2a_core.listing import list_inputs
+    from i2a_core.sonify import Sonifier, sonify_sources, sonify_texts
+
     # 1. Check inputs and settings before loading any model.
     inputs = list(args.inputs) + list(args.more_inputs)
     if not inputs and not args.text:

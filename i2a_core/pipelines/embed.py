@@ -357,8 +357,6 @@ def check_resources(config: EmbedConfig) -> None:
 
 def run_embed(config: EmbedConfig, log=print) -> dict:
     """Embed every row of the input not yet in the output; returns the stats written to stats.json."""
-    import ray
-
     from i2a_core.pipelines.fetch import clip_image_size
 
     # 1. Plan on the driver: clean rows, drop duplicates and rows already written by an earlier run.
@@ -374,8 +372,9 @@ def run_embed(config: EmbedConfig, log=print) -> dict:
     # 2. Stream the rows through the stages; each written part comes back as one summary row.
     summaries = []
     if len(work.rows):
-        if not ray.is_initialized():
-            ray.init()
+        from i2a_core.quiet import init_ray
+
+        init_ray()
         require_shared_output(config.output)
         check_resources(config)
         image_size = clip_image_size(config.models.clip) if config.modality == "image" else None

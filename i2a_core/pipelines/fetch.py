@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from i2a_core import sources, storage, tiny
-from i2a_core.clip import ClipSpec
+from i2a_core import sources, storage
+from i2a_core.presets import ClipSpec
 
 DISTRIBUTORS = ("multiprocessing", "ray")
 SOURCES = ("wit", "cc", "table")
@@ -52,6 +52,8 @@ class FetchSummary:
 def clip_image_size(spec: ClipSpec) -> int:
     """CLIP's input size, read from the model config so fetching never loads CLIP's weights."""
     import open_clip
+
+    from i2a_core import tiny
 
     if tiny.is_tiny(spec.model) or spec.model.startswith("local-dir:"):
         directory = tiny.resolve(spec.model) if tiny.is_tiny(spec.model) else spec.model[len("local-dir:"):]

@@ -278,10 +278,9 @@ def _run_local(todo: list[listing.InputItem], job: SonifyJob):
 
 
 def _run_ray(todo: list[listing.InputItem], job: SonifyJob):
-    import ray
+    from i2a_core.quiet import init_ray
 
-    if not ray.is_initialized():
-        ray.init()  # joins the cluster under `ray job submit` (RAY_ADDRESS), else starts a local one
+    ray = init_ray()  # joins the cluster under `ray job submit` (RAY_ADDRESS), else starts a local one
     require_shared_output(job.output)
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)

@@ -206,11 +206,11 @@ def tune_trial(trial_config: dict) -> None:
 
 
 def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log) -> dict[str, dict]:
-    import ray
     from ray import tune
 
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)  # joins the cluster when run under `ray job submit` or with RAY_ADDRESS
+    from i2a_core.quiet import init_ray
+
+    ray = init_ray()  # joins the cluster when run under `ray job submit` or with RAY_ADDRESS
     require_shared_output(config.output)
     available = ray.cluster_resources()
     gpus = config.gpus_per_trial
