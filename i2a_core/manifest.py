@@ -94,3 +94,22 @@ def compact(output: str) -> pa.Table:
         write_part(output, table.to_pylist())
         fs.rm(parts)
     return table
+
+
+ERRORS_FILE = "errors.csv"  # beside manifest/: every failed input with its reason, for people and scripts
+
+
+def write_errors(output: str, table: pa.Table) -> tuple[str, list[dict]]:
+    """Write OUTPUT/errors.csv (input, error_kind, error) for every failed input; returns its path and the rows."""
+    import csv
+
+    failed = [{"input": row["input"], "error_kind": row["error_kind"], "error": row["error"]}
+              for row in table.select(["input", "status", "error_kind", "error"]).to_pylist()
+              if row["status"] != "ok"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["input", "error_kind", "error"])
+    writer.writeheader()
+    writer.writerows(failed)
+    path = storage.join(output, ERRORS_FILE)
+    storage.write_text_atomic(path, buffer.getvalue())
+    return path, failed

@@ -25,6 +25,7 @@ class ModelSpec:
     clip: ClipSpec
     audioldm: str
     translator: str | None  # None: no translator (text input, or a job that does not need one)
+    random_weights: bool = False  # some model is untrained (tiny preset): the audio is noise, metrics meaningless
 
     def describe(self) -> dict:
         return {"clip_model": self.clip.model, "clip_pretrained": self.clip.pretrained,
@@ -67,7 +68,10 @@ def resolve_models(preset: str = DEFAULT_PRESET, clip_model: str | None = None, 
         clip = ClipSpec(clip_model, clip_pretrained or "openai")
     elif clip_pretrained is not None:
         clip = replace(clip, pretrained=clip_pretrained)
-    return ModelSpec(clip=clip, audioldm=audioldm or models.audioldm, translator=translator or models.translator)
+    # Random models stay in the mix unless every one of them was replaced.
+    random_weights = PRESETS[preset].random_weights and not (clip_model and audioldm and translator)
+    return ModelSpec(clip=clip, audioldm=audioldm or models.audioldm, translator=translator or models.translator,
+                     random_weights=random_weights)
 
 
 def check_models_reachable(models: ModelSpec, need_clip: bool = True) -> None:

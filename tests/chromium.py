@@ -30,7 +30,12 @@ GALLERY_REPORT = """
   return {audios: audios.length, playable: playable.filter(Boolean).length,
           durations: audios.map(a => a.duration),
           images: images.length, broken: images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src),
-          captions: [...document.querySelectorAll('.captions li')].map(li => li.textContent),
+          captions: [...document.querySelectorAll('.captions td:first-child')].map(td => td.textContent),
+          weights: [...document.querySelectorAll('.captions td.w')].map(td => td.textContent),
+          names: [...document.querySelectorAll('.clip .name')].map(n => n.textContent),
+          header: document.querySelector('header') ? document.querySelector('header').innerText : '',
+          overflow: document.documentElement.scrollWidth - window.innerWidth,
+          spectrograms: [...document.querySelectorAll('img.spec')].map(i => [i.naturalWidth, i.naturalHeight]),
           next: document.querySelector('a[rel=next]') ? document.querySelector('a[rel=next]').href : null};
 })()
 """
@@ -40,14 +45,19 @@ def binary() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def load_page(url: str, script: str, timeout: float = 60.0) -> tuple[list[str], object]:
-    """Open `url` in a fresh profile; returns (console and network errors, value of `script` after load)."""
+def load_page(url: str, script: str, timeout: float = 60.0, width: int | None = None,
+              screenshot: str | None = None) -> tuple[list[str], object]:
+    """Open `url` in a fresh profile; returns (console and network errors, value of `script` after load).
+
+    width: emulate a window that many CSS pixels wide (a phone below 600); screenshot: save the page there (PNG).
+    """
     port = free_port()
     profile = tempfile.mkdtemp(prefix="i2a-chromium-")
     process = subprocess.Popen([binary(), *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
                                 "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        return asyncio.run(asyncio.wait_for(_drive(_page_socket(port, timeout), url, script), timeout))
+        return asyncio.run(asyncio.wait_for(_drive(_page_socket(port, timeout), url, script, width, screenshot),
+                                            timeout))
     finally:
         process.kill()
         process.wait()
@@ -69,7 +79,10 @@ def _page_socket(port: int, timeout: float) -> str:
         time.sleep(0.2)
 
 
-async def _drive(socket_url: str, url: str, script: str) -> tuple[list[str], object]:
+async def _drive(socket_url: str, url: str, script: str, width: int | None = None,
+                 screenshot: str | None = None) -> tuple[list[str], object]:
+    import base64
+
     import aiohttp
 
     errors: list[str] = []
@@ -103,6 +116,9 @@ async def _drive(socket_url: str, url: str, script: str) -> tuple[list[str], obj
 
             for domain in ("Page", "Runtime", "Log"):
                 await call(f"{domain}.enable")
+            if width:
+                await call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1,
+                           mobile=width < 600)
             await call("Page.navigate", url=url)
             while not loaded.is_set():
                 on_event(await ws.receive_json())
@@ -110,4 +126,8 @@ async def _drive(socket_url: str, url: str, script: str) -> tuple[list[str], obj
             if "exceptionDetails" in result:
                 errors.append("script: " + json.dumps(result["exceptionDetails"])[:500])
             await call("Runtime.evaluate", expression="0")  # collect events that arrived during the script
+            if screenshot:
+                shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+                with open(screenshot, "wb") as f:
+                    f.write(base64.b64decode(shot["data"]))
             return errors, result.get("result", {}).get("value")

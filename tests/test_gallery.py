@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import chromium
@@ -25,13 +26,14 @@ def make_outputs(output: str, names: list[str]) -> list[dict]:
         waveform = 0.3 * np.sin(np.linspace(0, 2000 * (i + 1), 16000)).astype(np.float32)
         row = {"input": f"/photos/{name}.jpg", "output": f"audio/{name}.wav", "status": "ok",
                "thumbnail": f"thumbs/{name}.jpg", "spectrogram": f"spectrograms/{name}.png",
-               "captions": [f"caption {i} <b>&</b>"]}
+               "captions": [f"caption {i} <b>&</b>"],
+               "explanation": json.dumps({"sounds_like": [{"caption": f"caption {i} <b>&</b>", "weight": 0.75}]})}
         storage.write_bytes_atomic(os.path.join(output, row["thumbnail"]), gallery.thumbnail_jpeg(image))
         storage.write_bytes_atomic(os.path.join(output, row["spectrogram"]), gallery.spectrogram_png(waveform, 16000))
         storage.write_bytes_atomic(os.path.join(output, row["output"]), wav_bytes(waveform, 16000))
         rows.append(row)
     rows.append({"input": "/photos/bad.jpg", "output": "", "status": "error", "thumbnail": "", "spectrogram": "",
-                 "captions": []})
+                 "captions": [], "error": "/photos/bad.jpg: not an image (HTML, 1,204 bytes)", "error_kind": "not_image"})
     return rows
 
 
@@ -42,7 +44,10 @@ NAMES = ["a/cat", "a/b/dog #1", "zebra ünï?"]
 def gallery_dir(http_root):
     root, base_url = http_root
     output = os.path.join(root, "run 1")  # a space: links must be quoted
-    assert gallery.write_gallery(output, make_outputs(output, NAMES), page_size=2) == 2
+    info = {"models": {"clip_model": "tiny:clip", "clip_pretrained": None, "audioldm": "tiny:audioldm"},
+            "translator": "/home/me/runs/grid/best", "settings": {"steps": 4, "guidance": 2.5}, "inputs": 4,
+            "date": "2026-01-02 03:04 UTC", "random_weights": True}
+    assert gallery.write_gallery(output, make_outputs(output, NAMES), page_size=2, info=info) == 2
     return output, f"{base_url}/run%201"
 
 
@@ -56,6 +61,10 @@ def test_gallery_pages_render_without_console_errors(gallery_dir, served):
     assert all(abs(d - 1.0) < 0.01 for d in page1["durations"])
     assert page1["images"] == 4 and page1["broken"] == []
     assert page1["captions"] == ["caption 1 <b>&</b>", "caption 0 <b>&</b>"]  # sorted by output path
+    assert page1["weights"] == ["0.75", "0.75"] and page1["names"] == ["a/b/dog #1", "a/cat"]
+    for text in ("tiny:clip", "grid/best", "steps 4", "3 made", "1 failed", "2026-01-02", "random, untrained"):
+        assert text in page1["header"], text
+    assert "/home/me" not in page1["header"]
 
     errors, page2 = chromium.load_page(page1["next"], chromium.GALLERY_REPORT)
     assert errors == []
@@ -70,3 +79,34 @@ def test_missing_file_is_caught(tmp_path):
     os.remove(os.path.join(output, "spectrograms", "only.png"))
     errors, page = chromium.load_page(f"file://{output}/index.html", chromium.GALLERY_REPORT)
     assert page["broken"] and any("only.png" in e or "ERR_FILE_NOT_FOUND" in e for e in errors)
+
+
+def test_gallery_fits_a_laptop_and_a_phone_with_labelled_spectrograms(gallery_dir, tmp_path):
+    """Screenshots at 1280 and 390 CSS pixels: no sideways scrolling, and every spectrogram has its axes."""
+    output, _ = gallery_dir
+    for width in (1280, 390):
+        shot = tmp_path / f"gallery-{width}.png"
+        errors, page = chromium.load_page(f"file://{output}/index.html", chromium.GALLERY_REPORT, width=width,
+                                          screenshot=str(shot))
+        assert errors == [] and page["overflow"] <= 0, (width, page["overflow"])
+        assert Image.open(shot).width == width
+    # The spectrogram PNG carries its axes, labels and colour scale: wider than the plot, with dark label pixels
+    # in the margins (a bare spectrogram fills the whole image).
+    spectrogram = np.asarray(Image.open(os.path.join(output, "spectrograms", "a", "cat.png")).convert("L"))
+    left_margin, bottom_margin = spectrogram[:, :25], spectrogram[-25:, :]
+    assert (left_margin < 100).any() and (bottom_margin < 100).any()
+    assert (left_margin > 240).mean() > 0.5  # mostly white background around the axis labels
+
+
+def test_failed_inputs_page_and_score_order(tmp_path):
+    output = str(tmp_path / "out")
+    rows = make_outputs(output, ["low", "high", "none"])
+    scores = {"low": 0.1, "high": 0.9, "none": None}
+    for row in rows[:3]:
+        row["clap_score"] = scores[gallery.clip_name(row)]
+    gallery.write_gallery(output, rows)
+    errors, page = chromium.load_page(f"file://{output}/index.html", chromium.GALLERY_REPORT)
+    assert errors == [] and page["names"] == ["high", "low", "none"]  # best score first, missing last
+    failed = open(os.path.join(output, gallery.FAILED_PAGE)).read()
+    assert "bad.jpg" in failed and "not an image" in failed and "not_image" in failed
+    assert "/photos/" not in failed  # shown relative to the inputs' folder

@@ -17,8 +17,10 @@ class CommandError(Exception):
 
 
 EXIT_STATUS = """\
-exit status: 0 everything succeeded; 1 the command ran but some inputs failed (each is named);
-  2 usage or configuration error (one line, no traceback; --debug shows it)."""
+exit status:
+  0  everything succeeded
+  1  the command ran but some inputs failed (each is named), or it stopped on an unexpected error
+  2  usage or configuration error: bad flags, paths or models (one line, no traceback; --debug shows it)"""
 
 # Flags that name files or folders; model flags may also be hub ids or tags, made absolute only when they exist.
 PATH_FLAGS = ("input", "output", "inputs", "more_inputs", "translator", "captions", "images")

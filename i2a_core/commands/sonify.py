@@ -22,9 +22,6 @@ Turn images into sound: CLIP encodes each image, the translator maps the CLIP ve
 CLAP space, and AudioLDM generates a clip. Writes OUTPUT/<name>.wav (mono, at the vocoder's rate,
 16 kHz for AudioLDM) and OUTPUT/<name>.json (input, models, seed, settings, timings).
 
-Exit status: 0 when every input produced audio, 1 when some failed (each failure is printed as one
-line naming the input and the reason), 2 for a fatal error (bad flags, models that cannot load).
-
 examples:
   i2a sonify --preset tiny photos/ --output out/           # offline, random tiny models: noise
   i2a sonify cat.jpg https://example.org/dog.png --translator runs/grid/best --output out/
@@ -83,11 +80,11 @@ def run_job(args: argparse.Namespace) -> int:
         runner=args.runner, gpus_per_actor=args.gpus_per_actor, actors=args.actors, device=args.device,
         page_size=args.page_size)
     try:
-        run_pipeline(job)
+        summary = run_pipeline(job)
     # A missing input root, a local output on a multi-host cluster, an output made with other settings.
     except (FileNotFoundError, ClusterError, storage.OutputMismatch) as e:
         raise CommandError(str(e)) from None
-    return 0  # bad inputs are rows in the manifest, not a failed job
+    return 1 if summary.failed else 0  # the job ran; bad inputs are rows in the manifest and errors.csv
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,8 +125,13 @@ def run(args: argparse.Namespace) -> int:
     results += sonify_texts(sonifier, args.text, args.output, settings) if args.text else []
 
     # 4. Summary.
-    failed = [r for r in results if not r.ok] + missing
+    written = sum(r.ok for r in results)
+    failed = len(results) - written + len(missing)
     seconds = time.perf_counter() - started
-    print(f"{len(results) - len(failed)} clips written to {args.output}, {len(failed)} failed "
+    print(f"{written} clip{'s' if written != 1 else ''} written to {args.output}, {failed} failed "
           f"(models loaded in {load_s:.1f} s, clips made in {seconds:.1f} s)")
+    if models.random_weights:
+        from i2a_core.gallery import RANDOM_WEIGHTS_NOTE
+
+        print(RANDOM_WEIGHTS_NOTE)
     return 1 if failed else 0

@@ -12,7 +12,8 @@ Sonify a folder (recursive), an s3:// prefix or a list of paths/URLs (.txt, .csv
 OUTPUT/audio/<relative path>.wav, a Parquet manifest (OUTPUT/manifest/, one row per input with its status,
 error, seed, settings, timings and retrieval captions) and a paginated gallery (OUTPUT/index.html).
 Takes every flag of `i2a sonify`. Rerunning the same command skips the inputs already done (transient
-download failures are retried); bad inputs become error rows and the job still succeeds.
+download failures are retried). Bad inputs become error rows: the summary names the first few and
+OUTPUT/errors.csv lists them all (input, error_kind, error), and the exit status is 1.
 
 examples:
   i2a sonify-job --input photos/ --translator runs/grid/best --output s3://bucket/sounds/

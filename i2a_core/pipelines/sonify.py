@@ -61,6 +61,7 @@ class JobSummary:
     audio_s: float = 0.0
     wall_s: float = 0.0
     runner: str = "local"
+    failed: list = field(default_factory=list)  # every failed input in the manifest: {input, error_kind, error}
 
     def line(self) -> str:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.error_kinds.items()))
@@ -373,11 +374,33 @@ def run(job: SonifyJob, log=print) -> JobSummary:
     summary.wall_s = time.perf_counter() - started
     summary.error_kinds = dict(kinds)
 
-    # 3. One manifest file, and the gallery over everything done so far.
-    table = manifest.compact(job.output).select(["input", "output", "status", "thumbnail", "spectrogram",
-                                                 "captions"])
-    pages = gallery.write_gallery(job.output, table.to_pylist(), job.page_size)
+    # 3. One manifest file, errors.csv, and the gallery over everything done so far.
+    table = manifest.compact(job.output)
+    errors_path, summary.failed = manifest.write_errors(job.output, table)
+    rows = table.select(["input", "output", "status", "error", "error_kind", "thumbnail", "spectrogram", "captions",
+                         "explanation"]).to_pylist()
+    pages = gallery.write_gallery(job.output, rows, job.page_size, info=_gallery_info(job, len(items)))
     log(summary.line())
+    for row in summary.failed[:SHOWN_FAILURES]:
+        log(f"  failed: {row['error'] if row['input'] in row['error'] else row['input'] + ': ' + row['error']}")
+    if summary.failed:
+        more = len(summary.failed) - SHOWN_FAILURES
+        log(f"  {'and ' + str(more) + ' more; ' if more > 0 else ''}every failed input with its reason: {errors_path}")
     log(f"manifest: {manifest.directory(job.output)}  gallery: {storage.join(job.output, 'index.html')} "
         f"({pages} page{'s' if pages > 1 else ''})")
+    if job.models.random_weights:
+        log(gallery.RANDOM_WEIGHTS_NOTE)
     return summary
+
+
+SHOWN_FAILURES = 5  # failed inputs named on the console; errors.csv has them all
+
+
+def _gallery_info(job: SonifyJob, listed: int) -> dict:
+    """The gallery header: which models and settings made these clips."""
+    settings = job.settings
+    return {"models": job.models.describe(), "translator": job.models.translator,
+            "settings": {"steps": settings.steps, "guidance": settings.guidance,
+                         "duration": f"{settings.duration:g} s", "seed": settings.seed},
+            "inputs": listed, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "random_weights": job.models.random_weights}
