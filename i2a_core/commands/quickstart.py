@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 
 from i2a_core import storage
 from i2a_core.commands.common import CommandError, add_model_arguments, models_from_args
+from i2a_core.presets import PRESETS
 
 HELP = "run the whole mission end to end on a small sample (embed, train, sonify, gallery)"
 DESCRIPTION = """\
@@ -72,12 +73,14 @@ def run(args: argparse.Namespace) -> int:
          *model_flags],
         ["train", f"--input={paths['pairs']}", f"--output={paths['translators']}", "--datasets=audiocaps",
          "--losses=cosine,contrastive", "--hidden=256", "--retrieval", f"--epochs={args.epochs}"],
-        ["sonify-job", *example_inputs(args, out), f"--output={paths['sounds']}",
+        # A handful of clips: in this process, without paying for Ray's start-up.
+        ["sonify-job", *example_inputs(args, out), f"--output={paths['sounds']}", "--runner=local",
          f"--translator={storage.join(paths['translators'], 'best')}", *model_flags],
     ]
-    for step in steps:
-        print(f"\n== i2a {' '.join(step)}", flush=True)
-        status = main(step)
+    console = [flag for flag, on in (("--verbose", args.verbose), ("--debug", args.debug)) if on]
+    for number, step in enumerate(steps, 1):
+        print(f"\n== step {number}/{len(steps)}: i2a {' '.join(step)}", flush=True)
+        status = main(step + console)
         if status != 0:
             raise CommandError(f"step `{step[0]}` failed (exit status {status}); see the lines above. "
                                f"Rerun the same command to resume.")
@@ -92,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
                         ("manifest", storage.join(paths["sounds"], "manifest")),
                         ("gallery", storage.join(paths["sounds"], "index.html"))]:
         print(f"  {label:16} {path}")
+    if PRESETS[args.preset].random_weights:
+        print(f"\n{args.preset}: random, untrained models, so the audio is noise and the leaderboard's metrics are "
+              f"meaningless. They show that every step runs; use the default preset for real sounds.")
     return 0
 
 

@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {record['trial']}: {record['status']} ({record['reason']})")
     print(f"{len(summary.records) - len(failed) - len(skipped)} trials finished, {len(skipped)} skipped, "
           f"{len(failed)} failed; best: {summary.best or 'none'}; leaderboard: {args.output}/leaderboard.md")
+    if summary.random_weights:
+        print("note: these pairs come from random, untrained models (a test preset): the metrics are meaningless")
     return 1 if failed or not summary.best else 0
 
 

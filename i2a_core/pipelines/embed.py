@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from i2a_core import images, sources, storage
+from i2a_core.progress import Progress
 from i2a_core.raycluster import require_shared_output
 
 if TYPE_CHECKING:  # presets imports torch; the read and decode workers never need it
@@ -378,9 +379,11 @@ def run_embed(config: EmbedConfig, log=print) -> dict:
         require_shared_output(config.output)
         check_resources(config)
         image_size = clip_image_size(config.models.clip) if config.modality == "image" else None
-        for batch in build_dataset(config, work.rows, image_size).iter_batches(batch_size=None,
-                                                                               batch_format="numpy"):
-            summaries.append(batch)
+        with Progress(len(work.rows), "embed", "rows") as progress:
+            for batch in build_dataset(config, work.rows, image_size).iter_batches(batch_size=None,
+                                                                                   batch_format="numpy"):
+                summaries.append(batch)
+                progress.update(int(batch["batch_rows"].sum()))
     wall_s = time.perf_counter() - started
 
     # 3. Stats and histograms.
@@ -410,6 +413,7 @@ def _stats(config: EmbedConfig, work: Plan, summaries: list[dict], wall_s: float
         "input": config.input,
         "output": config.output,
         "models": config.models.describe(),
+        "random_weights": config.models.random_weights,  # `i2a train` says so in its leaderboard
         "input_rows": work.input_rows,
         "rows": work.already_done + written,  # rows in the output after this run
         "rows_written": written,
@@ -426,20 +430,28 @@ def _stats(config: EmbedConfig, work: Plan, summaries: list[dict], wall_s: float
 
 
 def _histogram(name: str, norms: np.ndarray) -> bytes:
-    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 3.2))
-    # CLAP vectors are unit vectors: give a constant column a visible width instead of failing.
-    low, high = (float(norms.min()), float(norms.max())) if len(norms) else (0.0, 1.0)
-    axis.hist(norms, bins=50, range=(low - 0.01, high + 0.01) if high - low < 1e-6 else (low, high))
-    axis.set_xlabel(f"{name} L2 norm")
-    axis.set_ylabel("rows")
-    axis.set_title(f"{name}: {len(norms)} rows written this run")
-    figure.tight_layout()
+    figure = Figure(figsize=(5, 3.2), dpi=100, layout="constrained")
+    axis = figure.add_subplot()
+    if len(norms):
+        # CLAP vectors are unit vectors: give a constant column a visible width instead of failing.
+        low, high = float(norms.min()), float(norms.max())
+        axis.hist(norms, bins=50, range=(low - 0.01, high + 0.01) if high - low < 1e-6 else (low, high))
+    else:
+        axis.text(0.5, 0.5, "n/a: no rows written this run", ha="center", va="center", transform=axis.transAxes,
+                  color="0.4")
+        axis.set_xticks([])
+        axis.set_yticks([])
+    # Few, short tick labels: norms near 1.0 otherwise print as long, overlapping decimals.
+    if len(norms):
+        axis.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.4g}"))
+        axis.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    axis.set_xlabel(f"L2 norm of the {name.upper()} vector (unitless)")
+    axis.set_ylabel("rows (count)")
+    axis.set_title(f"{name.upper()} vector norms ({len(norms)} rows written this run)")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
+    figure.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -19,6 +19,7 @@ import soundfile
 from i2a_core import gallery, images, listing, manifest, storage
 from i2a_core.clip import ClipSpec
 from i2a_core.presets import ModelSpec
+from i2a_core.progress import Progress
 from i2a_core.quiet import quiet_libraries
 from i2a_core.raycluster import require_shared_output
 from i2a_core.sonify import GenerationSettings, seed_for, wav_bytes
@@ -365,12 +366,14 @@ def run(job: SonifyJob, log=print) -> JobSummary:
     kinds = collections.Counter()
     if todo:
         batches = _run_local(todo, job) if summary.runner == "local" else _run_ray(todo, job)
-        for batch in batches:
-            statuses = _strings(batch, "status")
-            summary.ok += statuses.count("ok")
-            summary.error += len(statuses) - statuses.count("ok")
-            summary.audio_s += float(np.sum(batch["duration"]))
-            kinds.update(k for k, s in zip(_strings(batch, "error_kind"), statuses) if s != "ok")
+        with Progress(len(todo), "sonify", "clips") as progress:
+            for batch in batches:
+                statuses = _strings(batch, "status")
+                summary.ok += statuses.count("ok")
+                summary.error += len(statuses) - statuses.count("ok")
+                summary.audio_s += float(np.sum(batch["duration"]))
+                kinds.update(k for k, s in zip(_strings(batch, "error_kind"), statuses) if s != "ok")
+                progress.update(len(statuses))
     summary.wall_s = time.perf_counter() - started
     summary.error_kinds = dict(kinds)
 

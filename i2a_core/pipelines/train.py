@@ -15,6 +15,8 @@ from i2a_core import storage
 from i2a_core.dataset import DATASET_GROUPS, load_prepared, prepare
 from i2a_core.hub import cache_dir
 from i2a_core.losses import LOSSES
+from i2a_core.progress import Progress
+from i2a_core.quiet import verbose
 from i2a_core.raycluster import require_shared_output
 from i2a_core.training import TrialResult, TrialSpec, group_problem, run_trial
 
@@ -92,6 +94,21 @@ class GridSummary:
     records: list[dict]  # one metrics.json record per trial, finished or skipped
     best: str | None  # winning trial's name
     stats: dict  # the prepared data's counts
+    random_weights: bool = False  # the pairs came from untrained models: the metrics mean nothing
+
+
+RANDOM_WEIGHTS_NOTE = ("**Made from pairs of random, untrained models (a test preset): these metrics are "
+                       "meaningless and any translator here makes noise.**")
+
+
+def pairs_from_random_models(input_url: str) -> bool:
+    """Whether `i2a embed` wrote these pairs with random models (its stats.json says so, per folder)."""
+    try:
+        fs, path = storage.filesystem(input_url)
+        found = fs.glob(f"{path.rstrip('/')}/stats.json") + fs.glob(f"{path.rstrip('/')}/*/stats.json")
+        return any(json.loads(fs.cat_file(p)).get("random_weights") for p in found)
+    except (OSError, ValueError):
+        return False
 
 
 def train_grid(config: TrainConfig, log=print) -> GridSummary:
@@ -126,12 +143,13 @@ def train_grid(config: TrainConfig, log=print) -> GridSummary:
     # 4. rank, copy the winner, plot
     ordered = [records[spec.name] for spec in specs]
     ranked = rank(ordered)
-    _write_leaderboard(config.output, ranked)
+    random_weights = pairs_from_random_models(config.input)
+    _write_leaderboard(config.output, ranked, random_weights)
     best = next((r["trial"] for r in ranked if r["status"] == "ok"), None)
     if best:
         _copy_trial(config.output, best, storage.join(config.output, "best"))
     _write_plots(config.output, ranked)
-    return GridSummary(records=ranked, best=best, stats=stats)
+    return GridSummary(records=ranked, best=best, stats=stats, random_weights=random_weights)
 
 
 def _prepare_data(config: TrainConfig) -> tuple[str, dict]:
@@ -227,17 +245,19 @@ def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log)
     # Tune's own progress tables would bury ours; its experiment state is scratch (results live in --output).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     scratch = tempfile.mkdtemp(prefix="i2a-tune-")
+    progress = Progress(len(specs), "train", "trials")
     tuner = tune.Tuner(
         tune.with_resources(tune_trial, resources),
         param_space=param_space,
         # Reusing actors saves each trial a fresh process and its torch import.
         tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
-        run_config=tune.RunConfig(name="i2a-train", verbose=0,
-                                  storage_path=scratch),
+        run_config=tune.RunConfig(name="i2a-train", verbose=2 if verbose() else 0, storage_path=scratch,
+                                  callbacks=[_trial_progress(progress)]),
     )
     try:
         results = tuner.fit()
     finally:
+        progress.close()
         shutil.rmtree(scratch, ignore_errors=True)
     records = {}
     for result in results:
@@ -254,6 +274,20 @@ def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log)
     return records
 
 
+def _trial_progress(progress: Progress):
+    """A Tune callback (it runs in the driver) that counts finished trials."""
+    from ray.tune import Callback
+
+    class TrialProgress(Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            progress.update(1)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            progress.update(1)
+
+    return TrialProgress()
+
+
 def _run_in_process(specs: list[TrialSpec], data_url: str, config: TrainConfig, log) -> dict[str, dict]:
     import torch
 
@@ -262,7 +296,11 @@ def _run_in_process(specs: list[TrialSpec], data_url: str, config: TrainConfig, 
     data = _open_prepared(data_url)
     device = pick_device(None) if config.gpus_per_trial > 0 else torch.device("cpu")
     started = time.perf_counter()
-    records = {spec.name: save_trial(config.output, run_trial(spec, data, device), data_url) for spec in specs}
+    records = {}
+    with Progress(len(specs), "train", "trials") as progress:
+        for spec in specs:
+            records[spec.name] = save_trial(config.output, run_trial(spec, data, device), data_url)
+            progress.update(1)
     log(f"ran {len(specs)} trials in this process in {time.perf_counter() - started:.1f}s")
     return records
 
@@ -303,7 +341,7 @@ def rank(records: list[dict]) -> list[dict]:
     return ok + rest
 
 
-def _write_leaderboard(output: str, ranked: list[dict]) -> None:
+def _write_leaderboard(output: str, ranked: list[dict], random_weights: bool = False) -> None:
     rows = []
     for position, record in enumerate(ranked, 1):
         row = leaderboard_row(record)
@@ -317,7 +355,7 @@ def _write_leaderboard(output: str, ranked: list[dict]) -> None:
     shown = ("rank", "trial", "status", "image_r1", "image_r10", "image_median_rank", "image_cosine",
              "shift_effect_image_r1", "shift_effect_image_cosine", "r1", "r10", "median_rank", "cosine", "mse",
              "epochs_run", "reason")
-    lines = ["# Translator leaderboard", "",
+    lines = ["# Translator leaderboard", "", *([RANDOM_WEIGHTS_NOTE, ""] if random_weights else []),
              "Ranked by image-row R@1, then mean cosine, on the shared test split (split by hash of id). "
              "`shift_effect_*` is the change on image rows when the modality-gap mean shift is applied.", "",
              "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
@@ -340,40 +378,37 @@ def _copy_trial(output: str, trial: str, target: str) -> None:
 
 
 def _figure_bytes(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
+    figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 
 def _loss_plot(records: list[dict]) -> bytes:
     """Validation (solid) and training (dashed) loss per epoch, one panel per loss function."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     by_loss: dict[str, dict] = {}
     for record in records:
         by_loss.setdefault(record["spec"]["loss"], {})[record["trial"]] = record["history"]
-    figure, axes = plt.subplots(1, len(by_loss), figsize=(5 * len(by_loss), 3.5), squeeze=False)
-    for ax, (loss, group) in zip(axes[0], by_loss.items()):
+    figure = Figure(figsize=(5.5 * len(by_loss), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(by_loss), squeeze=False)[0]
+    for ax, (loss, group) in zip(axes, by_loss.items()):
         for name, history in group.items():
             epochs = [h["epoch"] for h in history]
             line, = ax.plot(epochs, [h["val_loss"] for h in history], label=name)
             ax.plot(epochs, [h["train_loss"] for h in history], "--", color=line.get_color(), alpha=0.5)
-        ax.set(title=f"{loss} loss", xlabel="epoch", ylabel="loss (solid: val, dashed: train)")
-        ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=f"{loss} loss per epoch", xlabel="epoch", ylabel=f"{loss} loss (unitless)")
+        styles = [Line2D([], [], color="0.3", label="validation"),
+                  Line2D([], [], color="0.3", linestyle="--", alpha=0.5, label="training")]
+        ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, fontsize=7)
     return _figure_bytes(figure)
 
 
 def _write_plots(output: str, ranked: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     finished = [r for r in ranked if r["status"] == "ok"]
     curves = [r for r in finished if r.get("history")]
@@ -382,12 +417,18 @@ def _write_plots(output: str, ranked: list[dict]) -> None:
     if not finished:
         return
     names = [r["trial"] for r in finished][::-1]  # best at the top
-    panels = [("image-row R@1", lambda m: m.get("image", {}).get("r1", 0.0)),
-              ("R@1 (all rows)", lambda m: m.get("all", {}).get("r1", 0.0)),
-              ("mean cosine (all rows)", lambda m: m.get("all", {}).get("cosine", 0.0))]
-    figure, axes = plt.subplots(1, len(panels), figsize=(15, 0.35 * len(names) + 1.5), sharey=True)
-    for ax, (title, value) in zip(axes, panels):
-        ax.barh(names, [value(r["metrics"]) for r in finished[::-1]])
-        ax.set(title=title)
+    panels = [("image-row R@1", "R@1 on image rows (share of test rows)", lambda m: m.get("image", {}).get("r1")),
+              ("R@1, all rows", "R@1 (share of test rows)", lambda m: m.get("all", {}).get("r1")),
+              ("mean cosine, all rows", "cosine similarity (-1 to 1)", lambda m: m.get("all", {}).get("cosine"))]
+    figure = Figure(figsize=(15, 0.35 * len(names) + 1.8), layout="constrained")
+    axes = figure.subplots(1, len(panels), sharey=True)
+    for ax, (title, label, value) in zip(axes, panels):
+        values = [value(r["metrics"]) for r in finished[::-1]]
+        ax.barh(names, [v or 0.0 for v in values])
+        for position, v in enumerate(values):
+            if v is None:  # no rows to score on (no image rows): say so rather than draw a zero
+                ax.text(0, position, " n/a", va="center", fontsize=8, color="0.4")
+        ax.set(title=title, xlabel=label)
+    axes[0].set_ylabel("trial (best at the top)")
+    figure.suptitle("Translator grid: held-out test metrics")
     storage.write_bytes_atomic(storage.join(output, "plots", "metrics.png"), _figure_bytes(figure))
-
