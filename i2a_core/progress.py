@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 PLAIN_EVERY_S = 10.0  # job logs (`ray job logs`, CI, files) get a line this often, not a redrawn bar
@@ -25,29 +26,33 @@ class Progress:
         self.stream = stream  # None: sys.stderr at the time of writing
         self.every_s = every_s
         self.done = 0
-        self.started = self.last_line = time.monotonic()
+        self.started = time.monotonic()
         self.bar = None
+        self.stopped = threading.Event()
         if self._out().isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=what, unit=f" {unit}", file=self._out(), dynamic_ncols=True, leave=False)
+        else:
+            # A line every few seconds, also while nothing finishes (models loading, a long first batch).
+            threading.Thread(target=self._heartbeat, daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            if self.done < self.total:
+                print(self.line(), file=self._out(), flush=True)
 
     def _out(self):
         return self.stream or sys.stderr
 
     def __getstate__(self) -> dict:
         # Ray Tune pickles its callbacks with the experiment state: a terminal stream or bar does not pickle.
-        return {**self.__dict__, "stream": None, "bar": None}
+        return {**self.__dict__, "stream": None, "bar": None, "stopped": None}
 
     def update(self, count: int = 1) -> None:
         self.done += count
         if self.bar is not None:
             self.bar.update(count)
-            return
-        now = time.monotonic()
-        if now - self.last_line >= self.every_s and self.done < self.total:
-            self.last_line = now
-            print(self.line(), file=self._out(), flush=True)
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -58,6 +63,8 @@ class Progress:
                 f"{_duration(elapsed)} elapsed{eta}")
 
     def close(self) -> None:
+        if self.stopped is not None:
+            self.stopped.set()
         if self.bar is not None:
             self.bar.close()
             self.bar = None

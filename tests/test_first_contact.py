@@ -113,3 +113,21 @@ def test_a_ray_job_prints_i2a_lines_not_ray_logs(tmp_path):
     assert len(foreign) <= 3, "\n".join(foreign)
     assert any(line.startswith("2 ok, 0 error") for line in lines)
     assert sorted(os.listdir(tmp_path / "out" / "audio")) == ["a.wav", "b.wav"]
+
+
+def test_progress_prints_a_plain_line_every_few_seconds_off_a_terminal():
+    import io
+    import pickle
+    import time
+
+    from i2a_core.progress import Progress
+
+    stream = io.StringIO()
+    with Progress(4, "sonify", "clips", stream=stream, every_s=0.05) as progress:
+        progress.update(1)
+        time.sleep(0.3)
+        pickle.dumps(progress)  # Tune pickles its callbacks, and this with them
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 2 and re.match(r"sonify: 1/4 clips \(25%\), [\d.]+ clips/s, \d+s elapsed, ETA \d+s", lines[-1])
+    time.sleep(0.2)
+    assert stream.getvalue().splitlines() == lines  # closed: no more lines
