@@ -63,7 +63,12 @@ def _part_paths(output: str) -> tuple[object, list[str]]:
 def read(output: str) -> pa.Table:
     """Every input's row, deduplicated: reruns and retried tasks may have written an input twice."""
     fs, parts = _part_paths(output)
-    tables = [pq.read_table(p, filesystem=fs, schema=SCHEMA) for p in parts]
+    tables = []
+    for part in parts:
+        try:
+            tables.append(pq.read_table(part, filesystem=fs, schema=SCHEMA))
+        except FileNotFoundError:  # compacted away by a job that lost its lease meanwhile: its rows moved on
+            continue
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     return _deduplicate(table)
 
@@ -92,5 +97,9 @@ def compact(output: str) -> pa.Table:
     table = read(output)
     if len(parts) > 1:
         write_part(output, table.to_pylist())
-        fs.rm(parts)
+        for part in parts:
+            try:
+                fs.rm(part)
+            except FileNotFoundError:  # removed by another compaction already
+                pass
     return table

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from i2a_core import images, storage
+from i2a_core import images, lease, storage
 from i2a_core.audioldm import ClapTextEncoder  # noqa: F401  (import cost paid before timing)
 from i2a_core.commands.common import (
     CommandError,
@@ -15,8 +15,8 @@ from i2a_core.commands.common import (
     generation_from_args,
     models_from_args,
 )
-from i2a_core.listing import list_inputs
-from i2a_core.pipelines.sonify import LOCAL_MAX_INPUTS, SonifyJob
+from i2a_core.listing import ListError, list_inputs
+from i2a_core.pipelines.sonify import LOCAL_MAX_INPUTS, JobError, SonifyJob, Terminated
 from i2a_core.pipelines.sonify import run as run_pipeline
 from i2a_core.raycluster import ClusterError
 from i2a_core.sonify import Sonifier, sonify_sources, sonify_texts
@@ -64,6 +64,14 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
                        help="GPUs per AudioLDM actor, fractions share a GPU (default: 1 when the cluster has GPUs)")
     group.add_argument("--actors", type=int, help="AudioLDM actors (default: one per --gpus-per-actor share)")
     group.add_argument("--page-size", type=int, default=100, help="clips per gallery page (default: 100)")
+    add_lease_argument(group)
+
+
+def add_lease_argument(parser) -> None:
+    parser.add_argument("--take-over-lease", action="store_true",
+                        help="take the output from another job that still looks alive (only when it is dead: "
+                             "two live jobs on one output corrupt it); a lease without a heartbeat for "
+                             f"{lease.STALE_S:.0f} s is taken over without this flag")
 
 
 def run_job(args: argparse.Namespace) -> int:
@@ -82,12 +90,19 @@ def run_job(args: argparse.Namespace) -> int:
         settings=generation_from_args(args),
         limits=images.ImageLimits(max_pixels=args.max_pixels, max_bytes=args.max_bytes, timeout_s=args.url_timeout),
         runner=args.runner, gpus_per_actor=args.gpus_per_actor, actors=args.actors, device=args.device,
-        page_size=args.page_size)
+        page_size=args.page_size, take_over_lease=args.take_over_lease)
     try:
         run_pipeline(job)
-    # A missing input root, a local output on a multi-host cluster, an output made with other settings.
-    except (FileNotFoundError, ClusterError, storage.OutputMismatch) as e:
+    # A missing input root, a local output on a multi-host cluster, an output made with other settings,
+    # an output that is a file or in a missing bucket, an unreadable list file, a duration out of range,
+    # an output another job holds.
+    except (FileNotFoundError, ClusterError, JobError, ListError, storage.OutputMismatch, storage.OutputError,
+            lease.LeaseHeld, lease.LeaseLost) as e:
         raise CommandError(str(e)) from None
+    except Terminated:
+        print(f"i2a {args.command}: terminated (SIGTERM); finished clips are kept, rerun to do the rest",
+              file=sys.stderr)
+        return Terminated.exit_code
     return 0  # bad inputs are rows in the manifest, not a failed job
 
 
@@ -109,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from None
     if inputs and not sources and not missing:
         raise CommandError(f"no images found in {', '.join(inputs)}")
+    try:
+        storage.check_output(args.output)
+    except storage.OutputError as e:
+        raise CommandError(str(e)) from None
     storage.makedirs(args.output)
 
     # 2. Load every model once.
