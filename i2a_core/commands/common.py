@@ -84,3 +84,13 @@ def generation_from_args(args: argparse.Namespace) -> GenerationSettings:
     if settings.batch_size < 1:
         raise CommandError(f"--batch-size {settings.batch_size}: must be at least 1")
     return settings
+
+
+def add_lease_argument(parser) -> None:
+    """--take-over-lease, for jobs that hold their output (sonify-job, embed, train)."""
+    from i2a_core.lease import STALE_S
+
+    parser.add_argument("--take-over-lease", action="store_true",
+                        help="take the output from another job that still looks alive (only when it is dead: "
+                             "two live jobs on one output corrupt it); a lease without a heartbeat for "
+                             f"{STALE_S:.0f} s is taken over without this flag")

@@ -11,6 +11,7 @@ from i2a_core.audioldm import ClapTextEncoder  # noqa: F401  (import cost paid b
 from i2a_core.commands.common import (
     CommandError,
     add_generation_arguments,
+    add_lease_argument,
     add_model_arguments,
     generation_from_args,
     models_from_args,
@@ -65,13 +66,6 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--actors", type=int, help="AudioLDM actors (default: one per --gpus-per-actor share)")
     group.add_argument("--page-size", type=int, default=100, help="clips per gallery page (default: 100)")
     add_lease_argument(group)
-
-
-def add_lease_argument(parser) -> None:
-    parser.add_argument("--take-over-lease", action="store_true",
-                        help="take the output from another job that still looks alive (only when it is dead: "
-                             "two live jobs on one output corrupt it); a lease without a heartbeat for "
-                             f"{lease.STALE_S:.0f} s is taken over without this flag")
 
 
 def run_job(args: argparse.Namespace) -> int:
