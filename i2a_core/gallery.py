@@ -67,6 +67,14 @@ nav{margin:1em 0}
 """
 
 
+def clip_key(row: dict) -> str:
+    """The clip's name on the page: its output key (relative to the output), never the input it came from,
+    which may be an absolute local path, a presigned URL's query string or a URL with credentials."""
+    key = row["output"]
+    key = key[len("audio/"):] if key.startswith("audio/") else key
+    return key[:-len(".wav")] if key.endswith(".wav") else key
+
+
 def _clip_html(page: int, row: dict) -> str:
     name = html.escape(row["output"])
     captions = "".join(f"<li>{html.escape(c)}</li>" for c in row.get("captions") or [])
@@ -74,7 +82,7 @@ def _clip_html(page: int, row: dict) -> str:
             f'<img class="thumb" src="{_link(page, row["thumbnail"])}" alt="{name}">'
             f'<audio controls preload="none" src="{_link(page, row["output"])}"></audio>'
             f'<img class="spec" src="{_link(page, row["spectrogram"])}" alt="spectrogram of {name}">'
-            f'<figcaption><div class="name">{html.escape(row["input"])}</div>'
+            f'<figcaption><div class="name">{html.escape(clip_key(row))}</div>'
             f'{"<ul class=captions>" + captions + "</ul>" if captions else ""}</figcaption></figure>')
 
 

@@ -67,6 +67,7 @@ class _LocalLease:
     """A lock file created with O_EXCL; the heartbeat rewrites it by rename after checking it is still ours."""
 
     def __init__(self, output: str):
+        os.makedirs(output, exist_ok=True)
         self.path = os.path.join(output, LEASE_NAME)
 
     def create(self, record: dict) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import urllib.parse
 import uuid
 
 import pyarrow as pa
@@ -34,6 +35,18 @@ SCHEMA = pa.schema([
     ("explanation", pa.string()),  # the translator's full explanation as JSON ("" when it has none)
     ("finished_at", pa.timestamp("ms", tz="UTC")),
 ])
+
+
+def public_input(source: str) -> str:
+    """An input as the manifest stores it: a URL loses any `user:password@`, everything else is kept."""
+    if "@" not in source or "://" not in source:
+        return source
+    parts = urllib.parse.urlsplit(source)
+    if parts.username is None and parts.password is None:
+        return source
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def directory(output: str) -> str:

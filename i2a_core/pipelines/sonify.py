@@ -245,8 +245,9 @@ def write_batch(batch: Batch, output: str, translator: str, settings: Generation
             storage.write_bytes_atomic(storage.join(output, audio_key), bytes(batch["wav"][i]))
         explanation = json.loads(batch["explanation"][i]) if ok and batch["explanation"][i] else None
         rows.append({
-            "input": source, "output": audio_key if ok else "", "status": "ok" if ok else "error",
-            "error": errors[i], "error_kind": kinds[i],
+            "input": manifest.public_input(source), "output": audio_key if ok else "",
+            "status": "ok" if ok else "error",
+            "error": errors[i].replace(source, manifest.public_input(source)), "error_kind": kinds[i],
             "thumbnail": thumbnail_key if ok else "", "spectrogram": spectrogram_key if ok else "",
             "translator": translator, "seed": int(batch["seed"][i]), "steps": settings.steps,
             "guidance": settings.guidance, "duration": settings.duration,
@@ -420,7 +421,7 @@ def _run_leased(job: SonifyJob, items: list[listing.InputItem], held: lease.Leas
                                       "duration": settings.duration})
     _remove_stale_temp_files(job.output, before=held.acquired)
     done = finished_inputs(manifest.compact(job.output))
-    todo = [item for item in items if item.input not in done]
+    todo = [item for item in items if manifest.public_input(item.input) not in done]
     summary = JobSummary(listed=len(items), skipped=len(items) - len(todo), runner=_choose_runner(job, len(todo)))
     log(f"{len(items)} inputs, {summary.skipped} already done, {len(todo)} to sonify ({summary.runner})")
 
