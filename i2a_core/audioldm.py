@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from i2a_core import hub
+from i2a_core import hub, storage
 from i2a_core.devices import pick_device, pick_dtype
 
 DEFAULT_AUDIOLDM = "cvssp/audioldm-s-full-v2"
@@ -24,6 +24,29 @@ def resolve_audioldm(source: str) -> str:
     """A local diffusers-layout directory for a hub id, local path, s3:// prefix or tiny:audioldm."""
     return hub.resolve_repo(source, "AudioLDM", "--audioldm",
                             allow_patterns=["*.json", "*.txt", "*.safetensors", "tokenizer/*"])
+
+
+def check_duration_from_config(source: str, duration: float) -> None:
+    """The generator's duration check, from the checkpoint's config files alone (no weights are loaded).
+
+    Jobs run it on the driver before they claim an output; an s3:// checkpoint is only range-checked here
+    (its actors check the rest), so the driver never downloads a model it does not run.
+    """
+    import json
+    import os
+
+    if not 0 < duration <= MAX_DURATION_S:
+        raise ValueError(f"--duration {duration:g}: AudioLDM makes clips of at most {MAX_DURATION_S:g} s")
+    if storage.is_remote(source):
+        return
+    local = hub.resolve_repo(source, "AudioLDM", "--audioldm", allow_patterns=["*.json"])
+    with open(os.path.join(local, "vocoder", "config.json")) as f:
+        vocoder = json.load(f)
+    with open(os.path.join(local, "vae", "config.json")) as f:
+        vae_scale_factor = 2 ** (len(json.load(f)["block_out_channels"]) - 1)
+    shortest = float(np.prod(vocoder["upsample_rates"])) / vocoder["sampling_rate"] * vae_scale_factor
+    if duration < shortest:
+        raise ValueError(f"--duration {duration:g}: AudioLDM makes clips from {shortest:g} s to {MAX_DURATION_S:g} s")
 
 
 class ClapTextEncoder:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from i2a_core import storage
@@ -22,7 +22,7 @@ REQUIRED_COLUMNS = ("id", "source", "modality", "caption", "clip", "clap")
 SPLITS = ("train", "val", "test")
 # Dataset groups of the thesis grid: which rows each trains on.
 DATASET_GROUPS = ("audiocaps", "images", "all")
-PREPARED_VERSION = "1"  # bump when the prepared layout changes
+PREPARED_VERSION = "2"  # bump when the prepared layout changes
 READ_BATCH_ROWS = 8192
 
 
@@ -194,27 +194,85 @@ def prepare(input_url: str, work_dir: str, val_fraction: float = 0.1, test_fract
     return target
 
 
+def _open_files(input_url: str, files: list[str]) -> tuple[dict[str, pq.ParquetFile], dict[str, int | None]]:
+    """Open every file, check its columns, and check that all files agree on the vector dims.
+
+    The dims of a file are those of its first rows (the most common length). Files that disagree are
+    refused together, by name: mixing them would silently drop whichever rows came second.
+    """
+    fs, _ = storage.filesystem(input_url)
+    arrow_fs = PyFileSystem(FSSpecHandler(fs))
+    opened, dims_by_file = {}, {}
+    for path in files:
+        try:
+            parquet = pq.ParquetFile(arrow_fs.open_input_file(path))
+            schema = parquet.schema_arrow
+        except (pa.ArrowException, OSError) as e:
+            raise DatasetError(f"{path}: not readable as Parquet ({_first_line(e)})") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+        if missing:
+            raise DatasetError(f"{path}: missing column(s) {', '.join(missing)} "
+                               f"(the embedding contract needs {', '.join(REQUIRED_COLUMNS)})")
+        for name in REQUIRED_COLUMNS:
+            kind = schema.field(name).type
+            vector = name in ("clip", "clap")
+            if vector and not ((pa.types.is_list(kind) or pa.types.is_large_list(kind)
+                                or pa.types.is_fixed_size_list(kind))
+                               and (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type))):
+                raise DatasetError(f"{path}: column {name} is {kind}, expected a list of floats")
+            if not vector and not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                                   or pa.types.is_null(kind)):
+                raise DatasetError(f"{path}: column {name} is {kind}, expected strings")
+        opened[path] = parquet
+        dims = {"clip": None, "clap": None}
+        try:
+            for batch in parquet.iter_batches(batch_size=1024, columns=["clip", "clap"]):
+                for name in dims:
+                    dims[name] = dims[name] or _vectors(batch.column(name), None)[3]
+                if all(dims.values()):
+                    break
+        except (pa.ArrowException, OSError) as e:
+            raise DatasetError(f"{path}: corrupt Parquet ({_first_line(e)})") from None
+        dims_by_file[path] = dims
+    agreed = {}
+    for name in ("clip", "clap"):
+        groups: dict[int, list[str]] = {}
+        for path, dims in dims_by_file.items():
+            if dims[name] is not None:
+                groups.setdefault(dims[name], []).append(path)
+        if len(groups) > 1:
+            described = "; ".join(f"{dim}-d in {', '.join(paths[:5])}{f' and {len(paths) - 5} more' if len(paths) > 5 else ''}"
+                                  for dim, paths in sorted(groups.items(), key=lambda item: -len(item[1])))
+            raise DatasetError(f"{input_url}: files disagree on the {name} vector dims ({described}); "
+                               f"train on files from one embedding run")
+        agreed[name] = next(iter(groups), None)
+    return opened, agreed
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
+
+
 def _prepare_into(input_url: str, staging: str, fingerprint: str, val_fraction: float,
                   test_fraction: float) -> dict:
-    fs, _ = storage.filesystem(input_url)
-    files = parquet_files(input_url)
-    try:
-        dataset = pads.dataset(files, format="parquet", filesystem=PyFileSystem(FSSpecHandler(fs)))
-    except (pa.ArrowInvalid, OSError) as e:
-        raise DatasetError(f"{input_url}: not readable as Parquet ({e})") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.schema.names]
-    if missing:
-        raise DatasetError(f"{input_url}: missing column(s) {', '.join(missing)} "
-                           f"(the embedding contract needs {', '.join(REQUIRED_COLUMNS)})")
+    opened, known_dims = _open_files(input_url, parquet_files(input_url))
+
+    def batches():
+        for path, parquet in opened.items():
+            try:
+                yield from parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=list(REQUIRED_COLUMNS))
+            except (pa.ArrowException, OSError) as e:
+                raise DatasetError(f"{path}: corrupt Parquet ({_first_line(e)})") from None
 
     writers = {split: _SplitWriter(staging, split) for split in SPLITS}
-    dims: dict[str, int | None] = {"clip": None, "clap": None}
+    dims: dict[str, int | None] = dict(known_dims)
     counts = {"rows_read": 0, "null_or_wrong_dim_clip": 0, "null_or_wrong_dim_clap": 0, "non_finite": 0}
     sums = {"image": None, "text": None}
     sum_rows = {"image": 0, "text": 0}
     bank_captions: dict[str, list[str]] = {"train": [], "val": []}
     try:
-        for batch in dataset.to_batches(columns=list(REQUIRED_COLUMNS), batch_size=READ_BATCH_ROWS):
+        for batch in batches():
             if batch.num_rows == 0:
                 continue
             counts["rows_read"] += batch.num_rows

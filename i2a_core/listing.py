@@ -19,6 +19,10 @@ LIST_COLUMNS = ("input", "url", "path", "image", "key")
 MAX_COMPONENT = 150  # characters per path component: leaves room for ".wav" and temp-file affixes under 255
 
 
+class ListError(ValueError):
+    """A list file that cannot be read as one: a folder, not UTF-8 text, or not Parquet."""
+
+
 @dataclass(frozen=True)
 class InputItem:
     input: str  # what to read: absolute local path, s3://... or http(s)://...
@@ -74,11 +78,19 @@ def _url_relative(url: str) -> str:
 def _read_list(url: str) -> list[tuple[str, str]]:
     """Inputs named by a .txt (one per line), .csv or .parquet file; relative paths are resolved against it."""
     extension = os.path.splitext(url)[1].lower()
+    fs, path = storage.filesystem(url)
+    if fs.isdir(path):
+        raise ListError(f"{url}: a folder named like a {extension} list file; rename it to list it as a folder")
+    if extension in (".txt", ".csv"):
+        try:
+            text = storage.read_text(url)
+        except UnicodeDecodeError as e:
+            raise ListError(f"{url}: not a UTF-8 text file (byte {e.start}); save the list as UTF-8") from None
     if extension == ".txt":
-        entries = [line.strip() for line in storage.read_text(url).splitlines()]
+        entries = [line.strip() for line in text.splitlines()]
         entries = [e for e in entries if e and not e.startswith("#")]
     elif extension == ".csv":
-        rows = list(csv.reader(io.StringIO(storage.read_text(url))))
+        rows = list(csv.reader(io.StringIO(text)))
         if not rows:
             return []
         header = [name.strip().lower() for name in rows[0]]
@@ -89,9 +101,15 @@ def _read_list(url: str) -> list[tuple[str, str]]:
             column = 0
         entries = [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
     else:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(io.BytesIO(storage.read_bytes(url)))
+        try:
+            table = pq.read_table(io.BytesIO(storage.read_bytes(url)))
+        except (pa.ArrowException, OSError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise ListError(f"{url}: not a Parquet file ({type(e).__name__})") from None
         column = _pick_column(url, [name.lower() for name in table.column_names])
         entries = [str(v).strip() for v in table.column(column).to_pylist() if v is not None and str(v).strip()]
     base = posixpath.dirname(url) if storage.is_remote(url) else os.path.dirname(os.path.abspath(url))
@@ -103,7 +121,7 @@ def _pick_column(url: str, names: list[str]) -> int:
         if wanted in names:
             return names.index(wanted)
     if not names:
-        raise ValueError(f"{url}: no columns")
+        raise ListError(f"{url}: no columns")
     return 0
 
 

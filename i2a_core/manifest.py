@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import urllib.parse
 import uuid
 
 import pyarrow as pa
@@ -36,6 +37,18 @@ SCHEMA = pa.schema([
 ])
 
 
+def public_input(source: str) -> str:
+    """An input as the manifest stores it: a URL loses any `user:password@`, everything else is kept."""
+    if "@" not in source or "://" not in source:
+        return source
+    parts = urllib.parse.urlsplit(source)
+    if parts.username is None and parts.password is None:
+        return source
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def directory(output: str) -> str:
     return storage.join(output, MANIFEST_DIR)
 
@@ -63,7 +76,12 @@ def _part_paths(output: str) -> tuple[object, list[str]]:
 def read(output: str) -> pa.Table:
     """Every input's row, deduplicated: reruns and retried tasks may have written an input twice."""
     fs, parts = _part_paths(output)
-    tables = [pq.read_table(p, filesystem=fs, schema=SCHEMA) for p in parts]
+    tables = []
+    for part in parts:
+        try:
+            tables.append(pq.read_table(part, filesystem=fs, schema=SCHEMA))
+        except FileNotFoundError:  # compacted away by a job that lost its lease meanwhile: its rows moved on
+            continue
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     return _deduplicate(table)
 
@@ -92,7 +110,11 @@ def compact(output: str) -> pa.Table:
     table = read(output)
     if len(parts) > 1:
         write_part(output, table.to_pylist())
-        fs.rm(parts)
+        for part in parts:
+            try:
+                fs.rm(part)
+            except FileNotFoundError:  # removed by another compaction already
+                pass
     return table
 
 

@@ -39,11 +39,21 @@ def image_id(source: str, url: str) -> str:
     return f"{source}-{hashlib.sha1(url.encode('utf-8')).hexdigest()[:20]}"
 
 
+# Longest caption embed passes to the tokenizers, in characters (after whitespace is collapsed). Far past
+# what CLIP (77 tokens) or CLAP (512 tokens) keep, so no embedding changes; an 8 MB scraped "caption" no
+# longer costs gigabytes of tokens. Longer captions are cut and counted in stats.json.
+MAX_CAPTION_CHARS = 8192
+
+
 def clean_caption(value) -> str:
-    """The caption as text; '' for missing, NaN or blank values (counted as empty downstream)."""
+    """The caption as text; '' for missing, NaN or blank values (counted as empty downstream).
+
+    Only a prefix of a huge value is cleaned (4 x MAX_CAPTION_CHARS), so the result stays short enough
+    to handle and still shows that the caption was too long.
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return " ".join(str(value).split())
+    return " ".join(str(value)[:4 * MAX_CAPTION_CHARS].split())
 
 
 def _read_delimited(path: str, **kwargs) -> pd.DataFrame:

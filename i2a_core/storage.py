@@ -93,6 +93,33 @@ def write_text_atomic(url: str, text: str) -> None:
     write_bytes_atomic(url, text.encode("utf-8"))
 
 
+class OutputError(ValueError):
+    """An output location that cannot be written: a file, not a folder, or a bucket that does not exist."""
+
+
+def check_output(url: str) -> None:
+    """Refuse an output that no job could write, before any model is loaded or any work is done."""
+    fs, path = filesystem(url)
+    if not is_remote(url):
+        probe = os.path.abspath(path)
+        while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+            probe = os.path.dirname(probe)  # the nearest existing ancestor must be a folder we can write
+        if not os.path.isdir(probe):
+            raise OutputError(f"--output {url}: {probe} is a file, not a folder")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise OutputError(f"--output {url}: {probe} is not writable")
+        return
+    bucket = path.split("/", 1)[0]
+    try:
+        found = fs.exists(bucket)
+    except Exception as e:  # no credentials, endpoint unreachable: name the reason, never the secret
+        raise OutputError(f"--output {url}: cannot reach the bucket ({type(e).__name__})") from None
+    if not found:
+        raise OutputError(f"--output {url}: bucket '{bucket}' does not exist (create it first)")
+    if path.rstrip("/") != bucket and fs.isfile(path.rstrip("/")):
+        raise OutputError(f"--output {url}: an object, not a prefix")
+
+
 def local_copy(url: str, cache_root: str) -> str:
     """A local path holding the file or folder at `url`, downloaded once into `cache_root`."""
     if not is_remote(url):

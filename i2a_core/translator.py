@@ -55,9 +55,15 @@ class Translator(nn.Module):
         self.register_buffer("text_mean", torch.zeros(config.in_dim))
 
     @classmethod
-    def build(cls, config: TranslatorConfig, weights: dict[str, torch.Tensor]) -> "Translator":
-        """An empty translator of the right shape for `weights` (types whose shape depends on data override)."""
+    def build(cls, config: TranslatorConfig, shapes: dict[str, tuple[int, ...]]) -> "Translator":
+        """An empty translator of the right shape for the weights' `shapes` (types sized by data override)."""
         return cls(config)
+
+    def check_weights(self, where: str) -> None:
+        """Refuse loaded values that no training writes (non-finite weights, broken memory)."""
+        for name, tensor in self.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise TranslatorError(f"{where}: {name} holds NaN or infinite values")
 
     def shift(self, clip_vectors: torch.Tensor) -> torch.Tensor:
         if not self.config.mean_shift:
@@ -123,10 +129,28 @@ class RetrievalTranslator(Translator):
         self.register_buffer("caption_offsets", torch.zeros(memory_rows + 1, dtype=torch.int64))
 
     @classmethod
-    def build(cls, config: TranslatorConfig, weights: dict[str, torch.Tensor]) -> "RetrievalTranslator":
-        if "keys" not in weights or "caption_bytes" not in weights:
+    def build(cls, config: TranslatorConfig, shapes: dict[str, tuple[int, ...]]) -> "RetrievalTranslator":
+        if not shapes.get("keys") or not shapes.get("caption_bytes"):
             raise TranslatorError("retrieval translator weights need 'keys' and 'caption_bytes'")
-        return cls(config, len(weights["keys"]), len(weights["caption_bytes"]))
+        return cls(config, shapes["keys"][0], shapes["caption_bytes"][0])
+
+    def check_weights(self, where: str) -> None:
+        """The memory must index itself: offsets from 0 to the end of the captions, each caption UTF-8."""
+        super().check_weights(where)
+        rows, offsets = len(self.keys), self.caption_offsets.tolist()
+        top_k = self.config.extra.get("top_k", 10)
+        if not rows:
+            raise TranslatorError(f"{where}: retrieval memory is empty")
+        if top_k > rows:
+            raise TranslatorError(f"{where}: top_k {top_k} is more than the {rows} captions in memory")
+        if offsets[0] != 0 or offsets[-1] != len(self.caption_bytes) or any(b < a for a, b in zip(offsets, offsets[1:])):
+            raise TranslatorError(f"{where}: retrieval caption offsets do not index the caption bytes")
+        data = self.caption_bytes.numpy().tobytes()
+        for i, (start, end) in enumerate(zip(offsets, offsets[1:])):
+            try:
+                data[start:end].decode("utf-8")
+            except UnicodeDecodeError:
+                raise TranslatorError(f"{where}: retrieval caption {i} is not UTF-8") from None
 
     @classmethod
     def from_pairs(cls, clip_vectors: np.ndarray, clap_vectors: np.ndarray, captions: list[str],
@@ -141,7 +165,7 @@ class RetrievalTranslator(Translator):
         encoded = [c.encode("utf-8") for c in captions]
         config = TranslatorConfig(type="retrieval", in_dim=clip_vectors.shape[1], out_dim=clap_vectors.shape[1],
                                   hidden=0, loss="none", temperature=temperature, **config_fields)
-        config.extra = {**config.extra, "top_k": int(top_k), "memory_rows": len(captions)}
+        config.extra = {**config.extra, "top_k": min(int(top_k), len(captions)), "memory_rows": len(captions)}
         translator = cls(config, len(captions), sum(map(len, encoded)))
         translator.keys.copy_(F.normalize(torch.as_tensor(np.asarray(clip_vectors, np.float32)), dim=-1))
         translator.values.copy_(F.normalize(torch.as_tensor(np.asarray(clap_vectors, np.float32)), dim=-1))
@@ -178,25 +202,131 @@ class RetrievalTranslator(Translator):
 TRANSLATOR_TYPES: dict[str, type[Translator]] = {"mlp": MLPTranslator, "retrieval": RetrievalTranslator}
 
 
-def load_translator(url: str) -> Translator:
-    """Load a translator directory from a local path or any fsspec URL (s3://...). No pickle involved."""
+# Untrusted files: config.json and the safetensors header are checked before any tensor is allocated.
+MAX_DIM = 16384  # widest vector or hidden layer config.json may declare (a 16384-wide MLP is ~1 GB)
+MAX_HEADER_BYTES = 16 * 2**20  # the safetensors JSON header (names, dtypes, shapes, offsets)
+_SAFETENSORS_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                         "U8": 1, "BOOL": 1}
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+_TORCH_DTYPES = {torch.float32: "F32", torch.uint8: "U8", torch.int64: "I64"}
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_config(data, where: str) -> TranslatorConfig:
+    """config.json as a TranslatorConfig, refusing wrong types, unknown types and absurd sizes."""
+    if not isinstance(data, dict):
+        raise TranslatorError(f"{where}: not a JSON object")
+    kind = data.get("type", "mlp")
+    if not isinstance(kind, str) or kind not in TRANSLATOR_TYPES:
+        raise TranslatorError(f"{where}: unknown translator type {_short(kind)} (known: {', '.join(TRANSLATOR_TYPES)})")
+    defaults = TranslatorConfig()
+
+    def integer(name: str, value, low: int, high: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise TranslatorError(f"{where}: {name} must be an integer from {low} to {high}, got {_short(value)}")
+
+    for name in ("in_dim", "out_dim"):
+        integer(name, data.get(name, getattr(defaults, name)), 1, MAX_DIM)
+    integer("hidden", data.get("hidden", defaults.hidden), 1 if kind == "mlp" else 0, MAX_DIM)
+    temperature = data.get("temperature", defaults.temperature)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < 1e6:
+        raise TranslatorError(f"{where}: temperature must be a positive number, got {_short(temperature)}")
+    for name, wanted in (("mean_shift", bool), ("loss", str), ("extra", dict)):
+        if name in data and not isinstance(data[name], wanted):
+            raise TranslatorError(f"{where}: {name} must be a {wanted.__name__}, got {_short(data[name])}")
+    if kind == "retrieval":
+        integer("extra.top_k", data.get("extra", {}).get("top_k", 10), 1, 10**9)
+    return TranslatorConfig.from_dict(data)
+
+
+def _weights_header(url: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (dtype, shape) from model.safetensors' header, checked against the file's size."""
+    where = storage.join(url, WEIGHTS_NAME)
+    fs, path = storage.filesystem(where)
+    with fs.open(path, "rb") as f:
+        size = fs.size(path)
+        prefix = f.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if not 0 < length <= min(MAX_HEADER_BYTES, size - 8):
+            raise TranslatorError(f"{where}: not a safetensors file (bad header length)")
+        try:
+            header = json.loads(f.read(length))
+        except (ValueError, UnicodeDecodeError):
+            raise TranslatorError(f"{where}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise TranslatorError(f"{where}: not a safetensors file (header is not a JSON object)")
+    data_bytes = size - 8 - length
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
+            ok = (dtype in _SAFETENSORS_ITEMSIZE and all(isinstance(d, int) and d >= 0 for d in shape)
+                  and isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_bytes
+                  and end - start == int(np.prod(shape, dtype=object)) * _SAFETENSORS_ITEMSIZE[dtype])
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise TranslatorError(f"{where}: tensor {_short(name)} has a malformed header entry")
+        tensors[name] = (dtype, shape)
+    return tensors
+
+
+def inspect_translator(url: str) -> TranslatorConfig:
+    """Check a translator directory without loading its weights: config.json, and every tensor's name,
+    dtype and shape (from the safetensors header) against the module config.json describes."""
     if tiny.is_tiny(url):
         url = tiny.resolve(url)
     try:
-        config_data = json.loads(storage.read_text(storage.join(url, CONFIG_NAME)))
-        weights = load_safetensors(storage.read_bytes(storage.join(url, WEIGHTS_NAME)))
+        text = storage.read_bytes(storage.join(url, CONFIG_NAME))
+        if len(text) > MAX_HEADER_BYTES:
+            raise TranslatorError(f"{url}/{CONFIG_NAME}: {len(text)} bytes, too large for a translator config")
+        config = _check_config(json.loads(text), f"{url}/{CONFIG_NAME}")
+        tensors = _weights_header(url)
     except FileNotFoundError:
         raise TranslatorError(f"{url}: not a translator directory (needs {CONFIG_NAME} and {WEIGHTS_NAME})") \
             from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:
+        if isinstance(e, TranslatorError):
+            raise
         raise TranslatorError(f"{url}/{CONFIG_NAME}: not valid JSON ({e})") from None
-    config = TranslatorConfig.from_dict(config_data)
-    if config.type not in TRANSLATOR_TYPES:
-        raise TranslatorError(f"{url}: unknown translator type '{config.type}' "
-                              f"(known: {', '.join(TRANSLATOR_TYPES)})")
-    translator = TRANSLATOR_TYPES[config.type].build(config, weights)
+    shapes = {name: shape for name, (_, shape) in tensors.items()}
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = TRANSLATOR_TYPES[config.type].build(config, shapes).state_dict()
+    missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
+    if missing or unexpected:
+        raise TranslatorError(f"{url}: weights do not match config.json (missing: {', '.join(missing) or 'none'}; "
+                              f"unexpected: {_short(', '.join(unexpected)) if unexpected else 'none'})")
+    for name, tensor in expected.items():
+        dtype, shape = tensors[name]
+        wanted = _TORCH_DTYPES.get(tensor.dtype, "F32")
+        if shape != tuple(tensor.shape) or (dtype != wanted and not (wanted in _FLOAT_DTYPES and dtype in _FLOAT_DTYPES)):
+            raise TranslatorError(f"{url}: weights do not match config.json ({name} is {dtype}{list(shape)}, "
+                                  f"config.json needs {wanted}{list(tensor.shape)})")
+    return config
+
+
+def load_translator(url: str) -> Translator:
+    """Load a translator directory from a local path or any fsspec URL (s3://...). No pickle involved.
+
+    Every way a file can be wrong is a TranslatorError naming it, raised before the module is allocated.
+    """
+    if tiny.is_tiny(url):
+        url = tiny.resolve(url)
+    config = inspect_translator(url)
+    try:
+        weights = load_safetensors(storage.read_bytes(storage.join(url, WEIGHTS_NAME)))
+    except Exception as e:  # changed under us, or bytes the header check cannot see
+        raise TranslatorError(f"{url}/{WEIGHTS_NAME}: cannot read ({type(e).__name__})") from None
+    translator = TRANSLATOR_TYPES[config.type].build(config, {k: tuple(v.shape) for k, v in weights.items()})
     try:
         translator.load_state_dict(weights)
     except RuntimeError as e:
         raise TranslatorError(f"{url}: weights do not match config.json ({str(e).splitlines()[0]})") from None
+    translator.check_weights(url)
     return translator.eval()

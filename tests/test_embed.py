@@ -68,7 +68,7 @@ def test_audiocaps_pairs_schema_counts_and_values(tmp_path, ray_session, encoder
     stats = json.loads((output / "stats.json").read_text())
     assert stats["input_rows"] == 13 and stats["rows"] == 10 and stats["rows_written"] == 10
     assert stats["failures"] == {"empty_caption": 2, "duplicate_id": 1}
-    assert stats["truncated_captions"] == {"clip": 1, "clap": 1}
+    assert stats["truncated_captions"] == {"characters": 0, "clip": 1, "clap": 1}
     assert {"clip", "clap", "write"} <= set(stats["stages"])
     assert all(stage["rows_per_s"] > 0 for stage in stats["stages"].values())
     for name in ("clip", "clap"):

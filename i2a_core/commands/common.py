@@ -75,8 +75,27 @@ def models_from_args(args: argparse.Namespace, need_clip: bool = True) -> ModelS
                                 getattr(args, "translator", None))
     except ValueError as e:
         raise CommandError(str(e)) from None
+    check_device(getattr(args, "device", None))
     check_models_reachable(models, need_clip)
     return models
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a --device torch cannot use here (cuda without a GPU, a typo) before any model loads."""
+    if not device:
+        return
+    import torch
+
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CommandError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device {device}: torch sees no CUDA GPU here; leave --device out to use the CPU")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise CommandError(f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) visible")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise CommandError(f"--device {device}: MPS is not available here")
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +109,7 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def generation_from_args(args: argparse.Namespace):
+    from i2a_core.audioldm import MAX_DURATION_S
     from i2a_core.sonify import GenerationSettings
 
     preset = PRESETS[args.preset]
@@ -99,10 +119,21 @@ def generation_from_args(args: argparse.Namespace):
         guidance=args.guidance if args.guidance is not None else preset.guidance,
         seed=args.seed, batch_size=args.batch_size,
     )
-    if not settings.duration > 0:
-        raise CommandError(f"--duration {settings.duration:g}: must be a positive number of seconds")
+    if not 0 < settings.duration <= MAX_DURATION_S:
+        raise CommandError(f"--duration {settings.duration:g}: must be a positive number of seconds, "
+                           f"at most {MAX_DURATION_S:g}")
     if settings.steps < 1:
         raise CommandError(f"--steps {settings.steps}: must be at least 1")
     if settings.batch_size < 1:
         raise CommandError(f"--batch-size {settings.batch_size}: must be at least 1")
     return settings
+
+
+def add_lease_argument(parser) -> None:
+    """--take-over-lease, for jobs that hold their output (sonify-job, embed, train)."""
+    from i2a_core.lease import STALE_S
+
+    parser.add_argument("--take-over-lease", action="store_true",
+                        help="take the output from another job that still looks alive (only when it is dead: "
+                             "two live jobs on one output corrupt it); a lease without a heartbeat for "
+                             f"{STALE_S:.0f} s is taken over without this flag")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from i2a_core import sources
-from i2a_core.commands.common import CommandError, add_model_arguments, models_from_args
+from i2a_core.commands.common import CommandError, add_lease_argument, add_model_arguments, models_from_args
+from i2a_core.lease import LeaseLost
+from i2a_core.sources import MAX_CAPTION_CHARS
 from i2a_core.pipelines.embed import SOURCES, EmbedConfig, run_embed
 
 HELP = "compute (CLIP, CLAP) training pairs from AudioCaps captions or fetched images, as Parquet"
@@ -41,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows-per-part", type=int, default=10_000,
                         help="rows per Parquet part file (default: 10000)")
     add_model_arguments(parser, translator=False)
+    add_lease_argument(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> EmbedConfig:
@@ -53,17 +56,19 @@ def config_from_args(args: argparse.Namespace) -> EmbedConfig:
         raise CommandError("--source images needs --input: the shard folder written by `i2a fetch`")
     return EmbedConfig(source=args.source, input=args.input, output=args.output, models=models_from_args(args),
                        actors=args.actors, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
-                       batch_size=args.batch_size, rows_per_part=args.rows_per_part, device=args.device)
+                       batch_size=args.batch_size, rows_per_part=args.rows_per_part, device=args.device,
+                       take_over_lease=args.take_over_lease)
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         stats = run_embed(config)
-    except (sources.SourceError, ValueError) as e:
+    except (sources.SourceError, ValueError, LeaseLost) as e:
         raise CommandError(str(e)) from None
     failures = ", ".join(f"{reason} {count}" for reason, count in stats["failures"].items()) or "none"
     print(f"{stats['rows_written']} pairs written to {config.output} ({stats['rows']} in total, "
           f"{stats['rows_per_s']} rows/s); skipped: {failures}; truncated captions: "
-          f"clip {stats['truncated_captions']['clip']}, clap {stats['truncated_captions']['clap']}")
+          f"clip {stats['truncated_captions']['clip']}, clap {stats['truncated_captions']['clap']}, "
+          f"over {MAX_CAPTION_CHARS} characters {stats['truncated_captions']['characters']}")
     return 0

@@ -11,6 +11,7 @@ from i2a_core.commands.common import (
     EXIT_STATUS,
     CommandError,
     add_generation_arguments,
+    add_lease_argument,
     add_model_arguments,
     generation_from_args,
     models_from_args,
@@ -56,11 +57,14 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
                        help="GPUs per AudioLDM actor, fractions share a GPU (default: 1 when the cluster has GPUs)")
     group.add_argument("--actors", type=int, help="AudioLDM actors (default: one per --gpus-per-actor share)")
     group.add_argument("--page-size", type=int, default=100, help="clips per gallery page (default: 100)")
+    add_lease_argument(group)
 
 
 def run_job(args: argparse.Namespace) -> int:
     """The bulk job: OUTPUT/audio/<key>.wav, OUTPUT/manifest/*.parquet and OUTPUT/index.html; resumable."""
-    from i2a_core.pipelines.sonify import SonifyJob
+    from i2a_core import lease
+    from i2a_core.listing import ListError
+    from i2a_core.pipelines.sonify import JobError, SonifyJob, Terminated
     from i2a_core.pipelines.sonify import run as run_pipeline
     from i2a_core.raycluster import ClusterError
 
@@ -78,12 +82,19 @@ def run_job(args: argparse.Namespace) -> int:
         settings=generation_from_args(args),
         limits=images.ImageLimits(max_pixels=args.max_pixels, max_bytes=args.max_bytes, timeout_s=args.url_timeout),
         runner=args.runner, gpus_per_actor=args.gpus_per_actor, actors=args.actors, device=args.device,
-        page_size=args.page_size)
+        page_size=args.page_size, take_over_lease=args.take_over_lease)
     try:
         summary = run_pipeline(job)
-    # A missing input root, a local output on a multi-host cluster, an output made with other settings.
-    except (FileNotFoundError, ClusterError, storage.OutputMismatch) as e:
+    # A missing input root, a local output on a multi-host cluster, an output made with other settings,
+    # an output that is a file or in a missing bucket, an unreadable list file, a duration out of range,
+    # an output another job holds.
+    except (FileNotFoundError, ClusterError, JobError, ListError, storage.OutputMismatch, storage.OutputError,
+            lease.LeaseHeld, lease.LeaseLost) as e:
         raise CommandError(str(e)) from None
+    except Terminated:
+        print(f"i2a {args.command}: terminated (SIGTERM); finished clips are kept, rerun to do the rest",
+              file=sys.stderr)
+        return Terminated.exit_code
     return 1 if summary.failed else 0  # the job ran; bad inputs are rows in the manifest and errors.csv
 
 
@@ -108,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from None
     if inputs and not sources and not missing:
         raise CommandError(f"no images found in {', '.join(inputs)}")
+    try:
+        storage.check_output(args.output)
+    except storage.OutputError as e:
+        raise CommandError(str(e)) from None
     storage.makedirs(args.output)
 
     # 2. Load every model once.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from i2a_core.commands.common import CommandError
+from i2a_core.commands.common import CommandError, add_lease_argument
 from i2a_core.dataset import DATASET_GROUPS, DatasetError
+from i2a_core.lease import LeaseHeld, LeaseLost
 from i2a_core.losses import LOSSES
 from i2a_core.raycluster import ClusterError
+from i2a_core.storage import OutputError
 
 HELP = "train the translator grid on embedding Parquet and rank it"
 DESCRIPTION = """\
@@ -71,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")
     run_group.add_argument("--no-ray", action="store_true",
                            help="run trials one after another in this process instead of on Ray Tune")
+    add_lease_argument(run_group)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -82,7 +85,8 @@ def config_from_args(args: argparse.Namespace):
         temperature=args.temperature, mean_shift=args.mean_shift, retrieval=args.retrieval,
         retrieval_k=args.retrieval_k, retrieval_temperature=args.retrieval_temperature,
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
-        val_fraction=args.val_fraction, test_fraction=args.test_fraction, ray=not args.no_ray)
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, ray=not args.no_ray,
+        take_over_lease=args.take_over_lease)
     try:
         config.check()
     except ValueError as e:
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         summary = train_grid(config)
-    except (DatasetError, ClusterError) as e:
+    except (DatasetError, ClusterError, OutputError, LeaseHeld, LeaseLost) as e:
         raise CommandError(str(e)) from None
     for position, record in enumerate(r for r in summary.records if r["status"] == "ok"):
         if position == 5:

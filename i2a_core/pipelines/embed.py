@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from i2a_core import images, sources, storage
+from i2a_core import images, lease, sources, storage
 from i2a_core.progress import Progress
 from i2a_core.raycluster import require_shared_output
 
@@ -51,6 +51,7 @@ class EmbedConfig:
     batch_size: int = 64
     rows_per_part: int = 10_000
     device: str | None = None
+    take_over_lease: bool = False  # take the output from a job that looks alive (see lease.py)
 
     @property
     def modality(self) -> str:
@@ -65,6 +66,7 @@ class Plan:
     input_rows: int
     already_done: int
     failures: Counter = field(default_factory=Counter)
+    truncated: int = 0  # captions cut at sources.MAX_CAPTION_CHARS before any tokenizer saw them
 
 
 # 1. Reader: the input table, cleaned and minus what an earlier run already wrote (driver side, no images).
@@ -86,8 +88,17 @@ def _input_rows(config: EmbedConfig) -> tuple[pd.DataFrame, Counter]:
     raise sources.SourceError(f"unknown source '{config.source}' (choose from {', '.join(SOURCES)})")
 
 
+# img2dataset's metadata columns that embed reads, and the Arrow types each may have.
+SHARD_COLUMNS = {"key": "string", "url": "string", "caption": "string", "status": "string"}
+
+
 def _shard_rows(folder: str) -> tuple[pd.DataFrame, Counter]:
-    """Rows of img2dataset webdataset output, from the metadata Parquet beside each tar (no image is read)."""
+    """Rows of img2dataset webdataset output, from the metadata Parquet beside each tar (no image is read).
+
+    A shard whose metadata is missing or unreadable is skipped and counted (`shard_unreadable_metadata`,
+    one per shard: its rows are unknown); one with missing or mistyped columns counts all its rows as
+    `shard_bad_metadata`. The other shards go on.
+    """
     fs, path = storage.filesystem(folder)
     tars = sorted(fs.glob(f"{path.rstrip('/')}/*.tar"))
     if not tars:
@@ -95,22 +106,40 @@ def _shard_rows(folder: str) -> tuple[pd.DataFrame, Counter]:
     frames, failures = [], Counter()
     for tar in tars:
         meta_path = tar[:-len(".tar")] + ".parquet"
-        if not fs.exists(meta_path):
-            raise sources.SourceError(f"{tar}: no {meta_path.rsplit('/', 1)[-1]} beside it; "
-                                      f"expected img2dataset webdataset output")
-        meta = pq.read_table(meta_path, filesystem=fs).to_pandas()
+        try:
+            table = pq.read_table(meta_path, filesystem=fs)
+        except (OSError, pa.ArrowException):  # missing, truncated, not Parquet
+            failures["shard_unreadable_metadata"] += 1
+            continue
+        if not _shard_columns_ok(table.schema):
+            failures["shard_bad_metadata"] += table.num_rows
+            continue
+        meta = table.to_pandas()
         # Rows img2dataset could not fetch never reached the tar; count them here by stage.
         failures.update({"fetch_failed_to_download": int((meta["status"] == "failed_to_download").sum()),
                          "fetch_failed_to_resize": int((meta["status"] == "failed_to_resize").sum())})
         meta = meta[meta["status"] == "success"]
-        source = meta["source"] if "source" in meta else pd.Series("images", index=meta.index)
-        ids = meta["id"] if "id" in meta else [sources.image_id(s, u) for s, u in zip(source, meta["url"])]
+        source = meta["source"].astype(str) if "source" in meta else pd.Series("images", index=meta.index)
+        urls = meta["url"].fillna("").astype(str)
+        ids = meta["id"].astype(str) if "id" in meta else [sources.image_id(s, u) for s, u in zip(source, urls)]
         frames.append(pd.DataFrame({
             "id": list(ids), "source": list(source), "caption": meta["caption"].map(sources.clean_caption).tolist(),
-            "url": list(meta["url"]), "tar": fs.unstrip_protocol(tar) if storage.is_remote(folder) else tar,
-            "key": list(meta["key"]),
+            "url": list(urls), "tar": fs.unstrip_protocol(tar) if storage.is_remote(folder) else tar,
+            "key": list(meta["key"].astype(str)),
         }))
+    if not frames:
+        return pd.DataFrame(columns=["id", "source", "caption", "url", "tar", "key"]), +failures
     return pd.concat(frames, ignore_index=True), +failures
+
+
+def _shard_columns_ok(schema: pa.Schema) -> bool:
+    for name in SHARD_COLUMNS:
+        if name not in schema.names:
+            return False
+        kind = schema.field(name).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+            return False
+    return True
 
 
 def plan(config: EmbedConfig) -> Plan:
@@ -128,30 +157,47 @@ def plan(config: EmbedConfig) -> Plan:
         rows = rows[~bad]
     done = set(read_pairs(config.output, columns=["id"]).column("id").to_pylist())
     finished = rows["id"].isin(done)
-    return Plan(rows[~finished].reset_index(drop=True), input_rows, int(finished.sum()), +failures)
+    rows = rows[~finished].reset_index(drop=True)
+    too_long = rows["caption"].str.len() > sources.MAX_CAPTION_CHARS
+    if too_long.any():
+        rows.loc[too_long, "caption"] = rows.loc[too_long, "caption"].str.slice(0, sources.MAX_CAPTION_CHARS)
+    return Plan(rows, input_rows, int(finished.sum()), +failures, truncated=int(too_long.sum()))
 
 
 # 2. Stages. Each takes and returns a dict of numpy columns; models are built inside the actor.
 
 def read_images(batch: dict) -> dict:
-    """Stage `read`: the JPEG bytes of each row, streamed out of its tar (each tar opened once per batch)."""
+    """Stage `read`: the JPEG bytes of each row, streamed out of its tar (each tar opened once per batch).
+
+    A tar that is truncated or unreadable fails only its rows not read yet (`read_broken_tar`); a row
+    whose image is not in its tar is `read_missing_from_tar`.
+    """
     started = time.perf_counter()
     wanted: dict[str, dict[str, int]] = {}
     for i, (tar, key) in enumerate(zip(batch["tar"], batch["key"])):
         wanted.setdefault(tar, {})[f"{key}.jpg"] = i
     data = np.empty(len(batch["key"]), dtype=object)
+    errors = np.array(batch["error"], dtype=object) if "error" in batch else np.full(len(data), "", dtype=object)
     for tar, members in wanted.items():
         fs, path = storage.filesystem(tar)
-        with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as archive:
-            left = len(members)
-            for member in archive:
-                if member.name in members:
-                    data[members[member.name]] = archive.extractfile(member).read()
-                    left -= 1
-                    if not left:  # a block holds part of a shard: stop streaming once it is complete
-                        break
+        try:
+            with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as archive:
+                left = len(members)
+                for member in archive:
+                    if member.name in members:
+                        data[members[member.name]] = archive.extractfile(member).read()
+                        left -= 1
+                        if not left:  # a block holds part of a shard: stop streaming once it is complete
+                            break
+            missing = "read_missing_from_tar"
+        except (tarfile.TarError, OSError, EOFError):
+            missing = "read_broken_tar"
+        for i in members.values():
+            if data[i] is None and not errors[i]:
+                errors[i] = missing
     batch = {k: v for k, v in batch.items() if k not in ("tar", "key")}
     batch["image"] = np.array([d if d is not None else b"" for d in data], dtype=object)
+    batch["error"] = errors
     batch["read_s"] = _per_row(started, len(data))
     return batch
 
@@ -164,8 +210,10 @@ def decode_images(batch: dict, image_size: int) -> dict:
     started = time.perf_counter()
     count = len(batch["id"])
     pixels = np.zeros((count, image_size, image_size, 3), np.uint8)
-    errors = np.full(count, "", dtype=object)
+    errors = np.array(batch["error"], dtype=object) if "error" in batch else np.full(count, "", dtype=object)
     for i, (data, url) in enumerate(zip(batch["image"], batch["url"])):
+        if errors[i]:  # the read stage already failed this row
+            continue
         try:
             image = images.decode_image(data, str(url), check_extension=False)
         except images.ImageError as e:
@@ -358,17 +406,24 @@ def check_resources(config: EmbedConfig) -> None:
 
 def run_embed(config: EmbedConfig, log=print) -> dict:
     """Embed every row of the input not yet in the output; returns the stats written to stats.json."""
-    from i2a_core.pipelines.fetch import clip_image_size
-
     # 1. Plan on the driver: clean rows, drop duplicates and rows already written by an earlier run.
     started = time.perf_counter()
     work = plan(config)
+    storage.check_output(config.output)
     storage.makedirs(config.output)
+    with lease.Lease(config.output, take_over=config.take_over_lease):
+        return _embed_leased(config, work, started, log)
+
+
+def _embed_leased(config: EmbedConfig, work: Plan, started: float, log) -> dict:
+    from i2a_core.pipelines.fetch import clip_image_size
+
     models = config.models
     storage.claim_output(config.output, {"job": "embed", "source": config.source, "clip_model": models.clip.model,
                                          "clip_pretrained": models.clip.pretrained, "audioldm": models.audioldm})
     log(f"{len(work.rows)} rows to embed ({work.already_done} already in {config.output}, "
-        f"{sum(work.failures.values())} skipped)")
+        f"{sum(work.failures.values())} skipped, {work.truncated} captions cut at "
+        f"{sources.MAX_CAPTION_CHARS} characters)")
 
     # 2. Stream the rows through the stages; each written part comes back as one summary row.
     summaries = []
@@ -419,7 +474,8 @@ def _stats(config: EmbedConfig, work: Plan, summaries: list[dict], wall_s: float
         "rows_written": written,
         "rows_already_done": work.already_done,
         "failures": dict(failures.most_common()),
-        "truncated_captions": {"clip": truncated_clip, "clap": truncated_clap},
+        # Cut at sources.MAX_CAPTION_CHARS before tokenizing, then by each tokenizer's own limit.
+        "truncated_captions": {"characters": work.truncated, "clip": truncated_clip, "clap": truncated_clap},
         # Busy seconds summed over every worker of a stage: rows/s is one worker's throughput.
         "stages": {stage: {"rows": processed, "busy_s": round(seconds, 4),
                            "rows_per_s": round(processed / seconds, 2) if seconds else None}

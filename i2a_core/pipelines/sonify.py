@@ -7,7 +7,9 @@ import io
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from datetime import datetime, timezone
 import numpy as np
 import soundfile
 
-from i2a_core import gallery, images, listing, manifest, storage
+from i2a_core import gallery, images, lease, listing, manifest, storage
 from i2a_core.clip import ClipSpec
 from i2a_core.presets import ModelSpec
 from i2a_core.progress import Progress
@@ -50,6 +52,7 @@ class SonifyJob:
     actors: int | None = None  # AudioLDM actors; None: one per GPU share, or 1 without GPUs
     device: str | None = None  # in-process runs only; Ray actors use the GPUs Ray gives them
     page_size: int = 100
+    take_over_lease: bool = False  # take the output from a job that looks alive (see lease.py)
 
 
 @dataclass
@@ -244,8 +247,9 @@ def write_batch(batch: Batch, output: str, translator: str, settings: Generation
             storage.write_bytes_atomic(storage.join(output, audio_key), bytes(batch["wav"][i]))
         explanation = json.loads(batch["explanation"][i]) if ok and batch["explanation"][i] else None
         rows.append({
-            "input": source, "output": audio_key if ok else "", "status": "ok" if ok else "error",
-            "error": errors[i], "error_kind": kinds[i],
+            "input": manifest.public_input(source), "output": audio_key if ok else "",
+            "status": "ok" if ok else "error",
+            "error": errors[i].replace(source, manifest.public_input(source)), "error_kind": kinds[i],
             "thumbnail": thumbnail_key if ok else "", "spectrogram": spectrogram_key if ok else "",
             "translator": translator, "seed": int(batch["seed"][i]), "steps": settings.steps,
             "guidance": settings.guidance, "duration": settings.duration,
@@ -283,6 +287,7 @@ def _run_ray(todo: list[listing.InputItem], job: SonifyJob):
     from i2a_core.quiet import init_ray
 
     ray = init_ray()  # joins the cluster under `ray job submit` (RAY_ADDRESS), else starts a local one
+    _raise_on_sigterm()  # ray.init installs its own SIGTERM handler, which aborts the driver
     require_shared_output(job.output)
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
@@ -325,14 +330,60 @@ def _choose_runner(job: SonifyJob, count: int) -> str:
 _TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 
 
-def _remove_stale_temp_files(output: str) -> None:
-    """Temp files of atomic writes cut short by a kill; object stores have none (a PUT is all or nothing)."""
+def _remove_stale_temp_files(output: str, before: float) -> None:
+    """Temp files of atomic writes cut short by a kill; object stores have none (a PUT is all or nothing).
+
+    Only files last written before this job took its lease go: a job that lost its lease but still runs
+    may be writing the newer ones.
+    """
     if storage.is_remote(output):
         return
     for root, _, files in os.walk(output):
         for name in files:
-            if _TEMP_FILE.match(name):
-                os.remove(os.path.join(root, name))
+            path = os.path.join(root, name)
+            try:
+                if _TEMP_FILE.match(name) and os.path.getmtime(path) < before:
+                    os.remove(path)
+            except FileNotFoundError:  # its writer renamed it meanwhile
+                pass
+
+
+class JobError(ValueError):
+    """A job that cannot start as asked; str() names the setting and the reason."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: stop, keep what finished, write the gallery; exit status 143."""
+
+    exit_code = 143
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _raise_on_sigterm() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def check_job(job: SonifyJob) -> None:
+    """Everything a job can check before it touches its output: the output, the translator, the duration.
+
+    Raises storage.OutputError, TranslatorError or JobError naming the problem.
+    """
+    from i2a_core.audioldm import check_duration_from_config
+    from i2a_core.translator import inspect_translator
+
+    storage.check_output(job.output)
+    if not job.models.translator:
+        raise TranslatorError("images need a translator: pass --translator DIR|URL "
+                              "(train one with `i2a train`), or use --preset tiny")
+    inspect_translator(job.models.translator)
+    try:
+        check_duration_from_config(job.models.audioldm, job.settings.duration)
+    except ValueError as e:
+        raise JobError(str(e)) from None
 
 
 # Failures a later run may not repeat (the host was down, the network slow): retried on rerun.
@@ -348,32 +399,55 @@ def finished_inputs(rows) -> set[str]:
 
 
 def run(job: SonifyJob, log=print) -> JobSummary:
-    # 1. List the inputs and drop those an earlier run already finished.
+    """The whole job under the output's lease. Ctrl-C and SIGTERM stop it after committing what finished
+    and writing the gallery, then raise KeyboardInterrupt (Terminated for SIGTERM)."""
     items = listing.list_inputs(list(job.inputs))
+    check_job(job)  # before job.json exists: a corrected rerun must not be refused
     storage.makedirs(job.output)
+    previous = signal.getsignal(signal.SIGTERM)
+    _raise_on_sigterm()
+    try:
+        with lease.Lease(job.output, take_over=job.take_over_lease) as held:
+            return _run_leased(job, items, held, log)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_leased(job: SonifyJob, items: list[listing.InputItem], held: lease.Lease, log) -> JobSummary:
+    # 1. Drop the inputs an earlier run already finished.
     settings = job.settings
     storage.claim_output(job.output, {"job": "sonify", **job.models.describe(), "seed": settings.seed,
                                       "steps": settings.steps, "guidance": settings.guidance,
                                       "duration": settings.duration})
-    _remove_stale_temp_files(job.output)
+    _remove_stale_temp_files(job.output, before=held.acquired)
     done = finished_inputs(manifest.compact(job.output))
-    todo = [item for item in items if item.input not in done]
+    todo = [item for item in items if manifest.public_input(item.input) not in done]
     summary = JobSummary(listed=len(items), skipped=len(items) - len(todo), runner=_choose_runner(job, len(todo)))
     log(f"{len(items)} inputs, {summary.skipped} already done, {len(todo)} to sonify ({summary.runner})")
 
     # 2. Run the stages; every finished batch has its manifest part written by then.
     started = time.perf_counter()
     kinds = collections.Counter()
+    interrupted = None
     if todo:
         batches = _run_local(todo, job) if summary.runner == "local" else _run_ray(todo, job)
-        with Progress(len(todo), "sonify", "clips") as progress:
-            for batch in batches:
-                statuses = _strings(batch, "status")
-                summary.ok += statuses.count("ok")
-                summary.error += len(statuses) - statuses.count("ok")
-                summary.audio_s += float(np.sum(batch["duration"]))
-                kinds.update(k for k, s in zip(_strings(batch, "error_kind"), statuses) if s != "ok")
-                progress.update(len(statuses))
+        try:
+            with Progress(len(todo), "sonify", "clips") as progress:
+                for batch in batches:
+                    statuses = _strings(batch, "status")
+                    summary.ok += statuses.count("ok")
+                    summary.error += len(statuses) - statuses.count("ok")
+                    summary.audio_s += float(np.sum(batch["duration"]))
+                    kinds.update(k for k, s in zip(_strings(batch, "error_kind"), statuses) if s != "ok")
+                    progress.update(len(statuses))
+                    if held.lost:
+                        raise lease.LeaseLost(held.lost)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: every finished batch is committed; keep them
+            interrupted = e
+            log("interrupted: stopping; finished batches are kept, a rerun does the rest")
+        finally:
+            batches.close()  # stops Ray Data's executor before the driver goes on
     summary.wall_s = time.perf_counter() - started
     summary.error_kinds = dict(kinds)
 
@@ -393,6 +467,8 @@ def run(job: SonifyJob, log=print) -> JobSummary:
         f"({pages} page{'s' if pages > 1 else ''})")
     if job.models.random_weights:
         log(gallery.RANDOM_WEIGHTS_NOTE)
+    if interrupted is not None:
+        raise interrupted
     return summary
 
 

@@ -11,7 +11,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-from i2a_core import storage
+from i2a_core import lease, storage
 from i2a_core.dataset import DATASET_GROUPS, load_prepared, prepare
 from i2a_core.hub import cache_dir
 from i2a_core.losses import LOSSES
@@ -54,6 +54,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     ray: bool = True  # False: trials one after another in this process (small runs, benchmark baseline)
+    take_over_lease: bool = False  # take the output from a job that looks alive (see lease.py)
 
     def check(self) -> None:
         """Raise ValueError naming the setting when one cannot work."""
@@ -113,9 +114,16 @@ def pairs_from_random_models(input_url: str) -> bool:
 
 def train_grid(config: TrainConfig, log=print) -> GridSummary:
     """Run the whole grid; trials whose metrics.json exists under --output are kept, not rerun."""
-    # 1. check inputs
+    # 1. check inputs, then hold the output for the whole run
     config.check()
     specs = config.specs()
+    storage.check_output(config.output)
+    storage.makedirs(config.output)
+    with lease.Lease(config.output, take_over=config.take_over_lease):
+        return _train_leased(config, specs, log)
+
+
+def _train_leased(config: TrainConfig, specs: list[TrialSpec], log) -> GridSummary:
     # 2. read, validate and split the input once, for every trial
     data_url, stats = _prepare_data(config)
     log(f"data: {stats['rows_valid']} valid rows of {stats['rows_read']} (train/val/test "

@@ -1,0 +1,523 @@
+"""Hostile jobs: one job per output, SIGTERM, tampered translators, broken embed and train inputs, CLI edges."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from helpers import write_images
+
+from i2a_core import lease, manifest, storage
+from i2a_core.cli import main
+from i2a_core.images import ImageLimits
+from i2a_core.pipelines import sonify as sonify_pipeline
+from i2a_core.presets import PRESETS, resolve_models
+from i2a_core.sonify import GenerationSettings
+from i2a_core.translator import MLPTranslator, RetrievalTranslator, TranslatorConfig, TranslatorError, load_translator
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["--preset", "tiny", "--duration", "0.5", "--steps", "2", "--seed", "3"]
+JOB = ["sonify-job", *FAST, "--runner", "local", "--batch-size", "2"]
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _exactly_once(output: str, inputs: list[str]) -> None:
+    """Every input has one manifest row, and every ok row one WAV (nothing written twice)."""
+    fs, path = storage.filesystem(manifest.directory(output))
+    table = pq.read_table(path, filesystem=fs)
+    assert sorted(table.column("input").to_pylist()) == sorted(inputs)
+    wavs = sorted(os.path.relpath(os.path.join(root, name), output)
+                  for root, _, names in os.walk(output) for name in names if name.endswith(".wav"))
+    assert wavs == sorted(r["output"] for r in table.to_pylist() if r["status"] == "ok")
+
+
+def _images(folder, count: int) -> list[str]:
+    return [str(p) for p in write_images(folder, [f"img{i:02d}.png" for i in range(count)])]
+
+
+# --- 5. one job per output ---
+
+
+def _write_lease(output, **fields) -> None:
+    os.makedirs(output, exist_ok=True)
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "token": "t", "started_at": "earlier",
+              "heartbeat_at": time.time(), **fields}
+    with open(os.path.join(output, lease.LEASE_NAME), "w") as f:
+        json.dump(record, f)
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_second_job_is_refused_naming_the_holder_and_stale_leases_are_taken_over(tmp_path, capsys):
+    inputs = _images(tmp_path / "in", 3)
+    output = str(tmp_path / "out")
+    args = [*JOB, "--input", str(tmp_path / "in"), "--output", output]
+
+    # Held by a live job (this process): refused before job.json, naming host, pid and the way out.
+    with lease.Lease(output):
+        assert main(args) == 2
+        message = _one_line_error(capsys)
+        assert f"pid {os.getpid()} on {socket.gethostname()}" in message and "--take-over-lease" in message
+        assert not os.path.exists(os.path.join(output, "job.json"))
+
+    # A lease left by a dead process on this host is stale: taken over, the job runs.
+    _write_lease(output, pid=_dead_pid())
+    assert main(args) == 0
+    _exactly_once(output, inputs)
+    assert not os.path.exists(os.path.join(output, lease.LEASE_NAME))  # released on exit
+
+    # Another host's lease with a fresh heartbeat is refused; --take-over-lease takes it.
+    _write_lease(output, host="other-host", pid=1)
+    assert main(args) == 2
+    assert "pid 1 on other-host" in _one_line_error(capsys)
+    assert main([*args, "--take-over-lease"]) == 0
+    # ... and one whose heartbeat stopped long ago is taken over without the flag.
+    _write_lease(output, host="other-host", pid=1, heartbeat_at=time.time() - 10 * lease.STALE_S)
+    assert main(args) == 0
+    _exactly_once(output, inputs)
+
+
+def test_local_lease_heartbeat_takeover_and_release(tmp_path):
+    output = str(tmp_path)
+    first = lease.Lease(output, heartbeat_s=0.05)
+    path = os.path.join(output, lease.LEASE_NAME)
+    beat = json.load(open(path))["heartbeat_at"]
+    time.sleep(0.3)
+    assert json.load(open(path))["heartbeat_at"] > beat  # the daemon thread refreshes it
+    with pytest.raises(lease.LeaseHeld):
+        lease.Lease(output)
+    second = lease.Lease(output, take_over=True, heartbeat_s=0.05)
+    time.sleep(0.3)
+    assert "taken over by" in first.lost  # the first job learns it lost the output
+    first.release()  # must not remove the new holder's lease
+    assert json.load(open(path))["token"] == second.token
+    second.release()
+    assert not os.path.exists(path)
+
+
+def test_lease_on_s3_uses_conditional_writes(s3_bucket):
+    output = f"{s3_bucket}/out"
+    first = lease.Lease(output, heartbeat_s=0.1)
+    with pytest.raises(lease.LeaseHeld, match=f"pid {os.getpid()}"):
+        lease.Lease(output)
+    second = lease.Lease(output, take_over=True, heartbeat_s=0.1)
+    time.sleep(0.5)
+    assert first.lost and not second.lost  # If-Match on the heartbeat failed for the first holder
+    first.release()
+    second.release()
+    assert not storage.exists(f"{output}/{lease.LEASE_NAME}")
+    with pytest.raises(FileNotFoundError):  # a bucket that does not exist is not a lease we could take
+        lease.Lease("s3://no-such-bucket-i2a/out")
+
+
+def test_startup_cleanup_spares_a_running_jobs_files_and_compaction_tolerates_vanished_parts(tmp_path, monkeypatch):
+    output = str(tmp_path)
+    old = tmp_path / "audio" / f".a.wav.{'0' * 32}.tmp"
+    new = tmp_path / "audio" / f".b.wav.{'1' * 32}.tmp"
+    old.parent.mkdir()
+    old.write_bytes(b"x")
+    new.write_bytes(b"x")
+    os.utime(old, (time.time() - 100, time.time() - 100))
+    sonify_pipeline._remove_stale_temp_files(output, before=time.time() - 10)
+    assert not old.exists() and new.exists()
+
+    row = {name: None for name in manifest.SCHEMA.names}
+    row.update(input="/x.png", output="audio/x.wav", status="ok", error="", error_kind="", seed=1,
+               finished_at=pd.Timestamp.now(tz="UTC"))
+    manifest.write_part(output, [row])
+    manifest.write_part(output, [{**row, "input": "/y.png"}])
+    listed = manifest._part_paths
+
+    def with_a_vanished_part(out):
+        fs, parts = listed(out)
+        return fs, parts + [parts[0].replace("part-", "part-gone")]
+
+    monkeypatch.setattr(manifest, "_part_paths", with_a_vanished_part)
+    assert sorted(manifest.compact(output).column("input").to_pylist()) == ["/x.png", "/y.png"]
+
+
+def test_a_failing_start_writes_no_job_json_and_the_corrected_command_runs(tmp_path, capsys):
+    inputs = _images(tmp_path / "in", 2)
+    output = str(tmp_path / "out")
+    args = [*JOB, "--input", str(tmp_path / "in"), "--output", output]
+    bad_translator = tmp_path / "bad-translator"
+    MLPTranslator(TranslatorConfig(in_dim=8, out_dim=8, hidden=4)).save(str(bad_translator))
+    config = json.loads((bad_translator / "config.json").read_text())
+    (bad_translator / "config.json").write_text(json.dumps({**config, "type": "transformer"}))
+    for wrong in (["--translator", str(bad_translator)], ["--duration", "100"], ["--duration", "0.001"]):
+        assert main([*args, *wrong]) == 2
+        _one_line_error(capsys)
+        assert not os.path.exists(os.path.join(output, "job.json")), wrong
+    assert main(args) == 0
+    _exactly_once(output, inputs)
+
+
+# --- SIGTERM under both runners ---
+
+
+@pytest.mark.parametrize("runner", ["local", "ray"])
+def test_sigterm_commits_finished_batches_writes_the_gallery_and_exits_143(tmp_path, runner):
+    inputs = _images(tmp_path / "in", 12)
+    output = str(tmp_path / "out")
+    command = [sys.executable, os.path.join(REPO, "jobs", "sonify.py"), *FAST, "--input", str(tmp_path / "in"),
+               "--output", output, "--runner", runner, "--batch-size", "1"]
+    # RAY_ADDRESS=local: the job starts its own Ray, never the test session's.
+    env = {**os.environ, "PYTHONPATH": REPO, **({"RAY_ADDRESS": "local"} if runner == "ray" else {})}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 240
+
+    def committed() -> int:
+        folder = manifest.directory(output)
+        return sum(1 for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith(".")) \
+            if os.path.isdir(folder) else 0
+
+    while not committed():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no manifest part appeared"
+        time.sleep(0.05)
+    # A second job on the same output meanwhile is refused, naming the running one.
+    with pytest.raises(lease.LeaseHeld, match=f"pid {process.pid} on {socket.gethostname()}"):
+        lease.Lease(output)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    stderr = stderr.decode(errors="replace")
+    assert process.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr and "core dumped" not in stderr.lower(), stderr[-3000:]
+    assert b"inputs; " in stdout  # the summary line
+    done = manifest.read(output)
+    assert 0 < done.num_rows < len(inputs), "the signal should land mid-run"
+    assert os.path.exists(os.path.join(output, "index.html"))
+    assert not os.path.exists(os.path.join(output, lease.LEASE_NAME))
+
+    # The rerun does the rest, every input once.
+    job = sonify_pipeline.SonifyJob(inputs=(str(tmp_path / "in"),), output=output, models=resolve_models("tiny"),
+                                    settings=GenerationSettings(duration=0.5, steps=2, seed=3, batch_size=8),
+                                    runner="local")
+    summary = sonify_pipeline.run(job, log=lambda *a: None)
+    assert summary.skipped == done.num_rows and summary.ok == len(inputs) - done.num_rows
+    table = manifest.read(output)
+    assert sorted(table.column("input").to_pylist()) == sorted(inputs)
+    wavs = [n for _, _, names in os.walk(output) for n in names if n.endswith(".wav")]
+    assert len(wavs) == len(inputs)
+
+
+# --- 6. translators are untrusted files ---
+
+
+def _tampered_translators(root) -> dict[str, str]:
+    """name -> directory of a translator broken in one way."""
+    good = root / "good"
+    MLPTranslator(TranslatorConfig(in_dim=8, out_dim=8, hidden=16)).save(str(good))
+    config = json.loads((good / "config.json").read_text())
+    cases = {}
+
+    def variant(name, weights_from=good, **changes):
+        folder = root / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({**config, **changes}))
+        (folder / "model.safetensors").write_bytes((weights_from / "model.safetensors").read_bytes())
+        cases[name] = str(folder)
+        return folder
+
+    variant("hidden_25000", hidden=25000)  # over the bound
+    variant("hidden_12000", hidden=12000)  # within it, but not what the weights hold (was 580 MB allocated)
+    variant("hidden_1e9", hidden=1e9)
+    variant("in_dim_string", in_dim="8")
+    variant("negative_out_dim", out_dim=-8)
+    variant("unknown_type", type="transformer")
+    variant("config_not_object").joinpath("config.json").write_text("[1, 2]")
+    variant("shape_mismatch", hidden=12)
+    variant("garbage_weights").joinpath("model.safetensors").write_bytes(b"\xff" * 8 + b"{}")
+
+    retrieval = RetrievalTranslator.from_pairs(np.eye(3, 8, dtype=np.float32), np.eye(3, 8, dtype=np.float32),
+                                               ["a dog", "rain", "a car"], top_k=2)
+    for name in ("bad_caption_utf8", "bad_offsets", "top_k_over_rows"):
+        copy = RetrievalTranslator.from_pairs(np.eye(3, 8, dtype=np.float32), np.eye(3, 8, dtype=np.float32),
+                                              ["a dog", "rain", "a car"], top_k=2)
+        if name == "bad_caption_utf8":
+            copy.caption_bytes[0] = 0xFF
+        elif name == "bad_offsets":
+            copy.caption_offsets[1] = 100
+        else:
+            copy.config.extra["top_k"] = 5
+        copy.save(str(root / name))
+        cases[name] = str(root / name)
+    retrieval.save(str(root / "good_retrieval"))
+    return cases
+
+
+def test_tampered_translators_fail_fast_with_translator_error_and_little_memory(tmp_path):
+    cases = _tampered_translators(tmp_path)
+    assert load_translator(str(tmp_path / "good")).config.hidden == 16
+    assert load_translator(str(tmp_path / "good_retrieval")).top_k == 2
+    # In a fresh process: its peak RSS shows what loading allocated (before: 'hidden: 25000' took ~3 GB).
+    script = (
+        "import json, resource, sys, time\n"
+        "from i2a_core.translator import TranslatorError, load_translator\n"
+        "out = {}\n"
+        "for name, path in json.loads(sys.argv[1]).items():\n"
+        "    started = time.perf_counter()\n"
+        "    try:\n"
+        "        load_translator(path)\n"
+        "        out[name] = 'loaded'\n"
+        "    except TranslatorError as e:\n"
+        "        out[name] = str(e)\n"
+        "    out[name + ':s'] = time.perf_counter() - started\n"
+        "out['maxrss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps(out))\n")
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, path in cases.items():
+        assert out[name] != "loaded" and path in out[name], (name, out[name])
+        assert out[name + ":s"] < 2.0, (name, out[name + ":s"])
+    assert out["maxrss_mb"] < 1500, out["maxrss_mb"]
+    assert "hidden must be an integer" in out["hidden_1e9"] and "in_dim must be an integer" in out["in_dim_string"]
+    assert "unknown translator type" in out["unknown_type"]
+    assert "hidden must be an integer from 1 to 16384, got 25000" in out["hidden_25000"]
+    assert "do not match config.json" in out["hidden_12000"] and "do not match" in out["shape_mismatch"]
+    assert "not UTF-8" in out["bad_caption_utf8"] and "offsets" in out["bad_offsets"]
+    assert "top_k 5" in out["top_k_over_rows"]
+    with pytest.raises(TranslatorError):
+        load_translator(cases["hidden_25000"])
+
+
+# --- 7. embedding and training inputs ---
+
+
+def _jpeg(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (40 + seed, 30), (seed * 40 % 256, 90, 160)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _shard(folder, name: str, keys: list[str], metadata=None, cut_in_member: int | None = None) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for key in keys:
+            data = _jpeg(int(key))
+            member = tarfile.TarInfo(f"{key}.jpg")
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    data = buffer.getvalue()
+    if cut_in_member is not None:  # a truncated download: it ends inside that member's bytes
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            data = data[:tar.getmembers()[cut_in_member].offset_data + 10]
+    (folder / f"{name}.tar").write_bytes(data)
+    if metadata is None:
+        metadata = pa.table({"key": keys, "url": [f"http://x/{k}.jpg" for k in keys],
+                             "caption": [f"picture {k}" for k in keys], "status": ["success"] * len(keys)})
+    if isinstance(metadata, bytes):
+        (folder / f"{name}.parquet").write_bytes(metadata)
+    elif metadata is not False:
+        pq.write_table(metadata, folder / f"{name}.parquet")
+
+
+def _embed_in_process(config, work) -> None:
+    """The embed stages without Ray: read+decode per tar, encode, write (what the Ray pipeline runs)."""
+    from i2a_core.pipelines import embed
+
+    encoder = embed.PairEncoder(config.models, config.modality, batch_size=8, device="cpu")
+    for _, rows in work.rows.groupby("tar", sort=False):
+        batch = {c: rows[c].to_numpy(dtype=object) for c in rows.columns}
+        embed.write_part(encoder(embed.load_images(batch, encoder.clip.image_size)), config.output, config.modality)
+
+
+def test_broken_shards_are_counted_failures_and_the_other_rows_are_embedded(tmp_path):
+    from i2a_core.pipelines.embed import EmbedConfig, plan, read_pairs
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    _shard(shards, "00000", ["10", "11", "12"])
+    _shard(shards, "00001", ["20", "21", "22"], cut_in_member=1)
+    _shard(shards, "00002", ["30", "31"], metadata=pa.table({"key": ["30", "31"], "url": ["a", "b"],
+                                                              "status": ["success"] * 2}))  # no caption
+    _shard(shards, "00003", ["40"], metadata=b"PAR1 not really parquet")
+    _shard(shards, "00004", ["50"], metadata=False)  # no metadata beside the tar
+    _shard(shards, "00005", ["60"], metadata=pa.table({"key": [60], "url": ["u"], "caption": ["c"],
+                                                       "status": ["success"]}))  # key of the wrong type
+    config = EmbedConfig(source="images", input=str(shards), output=str(tmp_path / "pairs"),
+                         models=PRESETS["tiny"].models)
+    work = plan(config)
+    assert dict(work.failures) == {"shard_bad_metadata": 3, "shard_unreadable_metadata": 2}
+    assert sorted(work.rows["key"]) == ["10", "11", "12", "20", "21", "22"]
+
+    _embed_in_process(config, work)
+    written = sorted(read_pairs(config.output, columns=["caption"]).column("caption").to_pylist())
+    tar_1 = sorted(c for c in written if c.startswith("picture 2"))
+    assert [c for c in written if c.startswith("picture 1")] == ["picture 10", "picture 11", "picture 12"]
+    assert tar_1 == ["picture 20"] and len(written) == len(set(written))  # rows before the cut are kept
+
+    from i2a_core.pipelines import embed
+
+    batch = {c: work.rows[c].to_numpy(dtype=object) for c in work.rows.columns}
+    read = embed.read_images({k: v[3:] for k, v in batch.items()})
+    assert list(read["error"]) == ["", "read_broken_tar", "read_broken_tar"]
+
+
+def test_an_8_mb_caption_is_cut_before_any_tokenizer_and_counted(tmp_path):
+    from i2a_core.pipelines.embed import EmbedConfig, PairEncoder, plan
+    from i2a_core.sources import MAX_CAPTION_CHARS
+
+    huge = "rain on a tin roof " * (8 * 2**20 // 19)
+    pd.DataFrame({"audiocap_id": ["1", "2", "3"], "youtube_id": ["a", "b", "c"], "start_time": ["0"] * 3,
+                  "caption": ["a dog barks", huge, "birds sing"]}).to_csv(tmp_path / "ac.csv", index=False)
+    config = EmbedConfig(source="audiocaps", input=str(tmp_path / "ac.csv"), output=str(tmp_path / "pairs"),
+                         models=PRESETS["tiny"].models)
+    started = time.perf_counter()
+    work = plan(config)
+    assert work.truncated == 1 and len(work.rows) == 3
+    assert work.rows["caption"].str.len().max() == MAX_CAPTION_CHARS
+    encoder = PairEncoder(config.models, "text", batch_size=8, device="cpu")
+    out = encoder({c: work.rows[c].to_numpy(dtype=object) for c in work.rows.columns})
+    assert out["clap"].shape[0] == 3 and np.isfinite(out["clap"]).all()
+    assert time.perf_counter() - started < 30  # before: 15 s and 2 GB in the tokenizers alone
+
+
+def _pairs(path, rows: int, clip_dim: int = 32) -> None:
+    from i2a_core.synthetic import synthetic_pairs
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pq.write_table(synthetic_pairs(rows, clip_dim=clip_dim), path)
+
+
+@pytest.mark.parametrize("case", ["mixed_dims", "corrupt", "wrong_type"])
+def test_training_input_that_disagrees_or_is_corrupt_is_refused_naming_the_file(tmp_path, capsys, case):
+    folder = tmp_path / "in"
+    _pairs(str(folder / "a.parquet"), 40)
+    _pairs(str(folder / "b.parquet"), 40, clip_dim=24 if case == "mixed_dims" else 32)
+    _pairs(str(folder / "c.parquet"), 40, clip_dim=24 if case == "mixed_dims" else 32)
+    if case == "corrupt":
+        data = (folder / "b.parquet").read_bytes()
+        (folder / "b.parquet").write_bytes(data[:len(data) // 2])
+    elif case == "wrong_type":
+        table = pq.read_table(folder / "b.parquet")
+        index = table.schema.get_field_index("clip")
+        pq.write_table(table.set_column(index, "clip", pa.array([str(v) for v in table.column("clip").to_pylist()])),
+                       folder / "b.parquet")
+    assert main(["train", "--input", str(folder), "--output", str(tmp_path / "out"), "--no-ray",
+                 "--datasets", "all", "--losses", "mse", "--hidden", "8", "--epochs", "1"]) == 2
+    message = _one_line_error(capsys)
+    if case == "mixed_dims":  # the majority (24-d, two files) is named first, then the odd one
+        assert "disagree on the clip vector dims (24-d in" in message
+        assert "b.parquet" in message and "c.parquet" in message and "32-d in" in message and "a.parquet" in message
+    else:
+        assert "b.parquet" in message and ("corrupt" in message or "not readable" in message or "is string" in message)
+
+
+# --- 8. edges of the command line ---
+
+
+def _not_utf8(folder):
+    path = folder / "list.txt"
+    path.write_bytes(b"caf\xe9.png\n")
+    return str(path)
+
+
+def _folder_named_like_a_list(folder):
+    (folder / "list.txt").mkdir()
+    return str(folder / "list.txt")
+
+
+def _not_parquet(folder):
+    (folder / "list.parquet").write_text("input\na.png\n")
+    return str(folder / "list.parquet")
+
+
+@pytest.mark.parametrize("command", ["sonify", "sonify-job"])
+@pytest.mark.parametrize("make_list, reason", [(_not_utf8, "not a UTF-8 text file"),
+                                               (_folder_named_like_a_list, "a folder named like"),
+                                               (_not_parquet, "not a Parquet file")])
+def test_bad_list_files_exit_2_with_one_line(tmp_path, capsys, command, make_list, reason):
+    listed = make_list(tmp_path)
+    extra = ["--runner", "local"] if command == "sonify-job" else []
+    assert main([command, *FAST, "--input", listed, "--output", str(tmp_path / "out"), *extra]) == 2
+    assert reason in _one_line_error(capsys)
+    assert not os.path.exists(tmp_path / "out" / "job.json")
+
+
+@pytest.mark.parametrize("command", ["sonify", "sonify-job"])
+def test_output_that_is_a_file_exits_2(tmp_path, capsys, command):
+    _images(tmp_path / "in", 1)
+    (tmp_path / "taken").write_text("x")
+    assert main([command, *FAST, "--input", str(tmp_path / "in"), "--output", str(tmp_path / "taken")]) == 2
+    assert "is a file, not a folder" in _one_line_error(capsys)
+    assert main([command, *FAST, "--input", str(tmp_path / "in"), "--output", str(tmp_path / "taken" / "x")]) == 2
+    assert "is a file, not a folder" in _one_line_error(capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_a_gpu_exits_2(tmp_path, capsys):
+    _images(tmp_path / "in", 1)
+    assert main(["sonify", *FAST, str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--device", "cuda"]) == 2
+    assert "--device cuda: torch sees no CUDA GPU" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("command", ["sonify", "sonify-job"])
+def test_output_bucket_that_does_not_exist_is_refused_before_any_model_loads(tmp_path, capsys, monkeypatch,
+                                                                             s3_endpoint, command):
+    import i2a_core.commands.sonify as sonify_command
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("models were loaded before the output was checked")
+
+    monkeypatch.setattr(sonify_command, "Sonifier", no_models)
+    monkeypatch.setattr(sonify_pipeline, "EncodeImages", no_models)
+    _images(tmp_path / "in", 1)
+    assert main([command, *FAST, "--input", str(tmp_path / "in"), "--output", "s3://no-such-bucket-i2a/out"]) == 2
+    assert "bucket 'no-such-bucket-i2a' does not exist" in _one_line_error(capsys)
+
+
+# --- the gallery shows keys, the manifest no credentials ---
+
+
+def test_gallery_shows_keys_never_local_paths_query_strings_or_credentials(tmp_path, http_root):
+    folder, base = http_root
+    write_images(folder, ["presigned.png", "credentials.png"])
+    _images(tmp_path / "in", 1)
+    host = base.split("://", 1)[1]
+    urls = [f"{base}/presigned.png?X-Amz-Signature=SECRETSIG&X-Amz-Credential=AKIAEXAMPLE",
+            f"http://user:PASSWORD@{host}/credentials.png"]
+    (tmp_path / "list.txt").write_text("\n".join(urls + ["in/img00.png"]) + "\n")  # stored as an absolute path
+    private = {"allow_private_urls": True} if "allow_private_urls" in ImageLimits.__dataclass_fields__ else {}
+    job = sonify_pipeline.SonifyJob(inputs=(str(tmp_path / "list.txt"),), output=str(tmp_path / "out"),
+                                    models=resolve_models("tiny"), limits=ImageLimits(**private),
+                                    settings=GenerationSettings(duration=0.5, steps=2, seed=3, batch_size=4),
+                                    runner="local")
+    summary = sonify_pipeline.run(job, log=lambda *a: None)
+    assert summary.ok + summary.error == 3 and summary.ok >= 2  # fetching with user:password is not ours
+    page = (tmp_path / "out" / "index.html").read_text()
+    for secret in ("SECRETSIG", "AKIAEXAMPLE", "PASSWORD", str(tmp_path)):
+        assert secret not in page
+    assert "img00" in page and "presigned" in page
+    stored = json.dumps(manifest.read(str(tmp_path / "out")).to_pylist(), default=str)
+    assert "PASSWORD" not in stored
+    rerun = sonify_pipeline.run(job, log=lambda *a: None)
+    assert rerun.skipped >= 2 and rerun.ok == 0  # redacted rows count as done
