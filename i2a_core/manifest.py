@@ -17,6 +17,7 @@ SCHEMA = pa.schema([
     ("status", pa.string()),  # "ok" or "error"
     ("error", pa.string()),  # one line naming the input and the reason ("" when ok)
     ("error_kind", pa.string()),  # short tag for counting failures (not_image, http_404, ...)
+    ("warning", pa.string()),  # an ok input's oddity (a lying extension, a crop); "" when none
     ("thumbnail", pa.string()),
     ("spectrogram", pa.string()),
     ("translator", pa.string()),
@@ -63,9 +64,16 @@ def _part_paths(output: str) -> tuple[object, list[str]]:
 def read(output: str) -> pa.Table:
     """Every input's row, deduplicated: reruns and retried tasks may have written an input twice."""
     fs, parts = _part_paths(output)
-    tables = [pq.read_table(p, filesystem=fs, schema=SCHEMA) for p in parts]
+    tables = [_with_schema(pq.read_table(p, filesystem=fs)) for p in parts]
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     return _deduplicate(table)
+
+
+def _with_schema(table: pa.Table) -> pa.Table:
+    """A part in today's schema: parts written before a column existed get it empty."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in SCHEMA]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
 def _deduplicate(table: pa.Table) -> pa.Table:
