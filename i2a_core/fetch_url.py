@@ -44,7 +44,7 @@ def address_refusal(address: str, allow_private: bool) -> str | None:
         return "an unspecified address, never fetched"
     # Link-local holds cloud metadata services (169.254.169.254): never, even with the flag.
     for never, what in ((ip.is_link_local, "link-local"), (ip.is_multicast, "multicast"),
-                        (ip.is_reserved, "reserved")):
+                        (ip.is_reserved and not ip.is_loopback, "reserved")):  # ::1 sits in a reserved block
         if never:
             return f"a {what} address, never fetched"
     if ip.is_global:
