@@ -13,7 +13,8 @@ import urllib.parse
 
 MAX_REDIRECTS = 5
 REDIRECTS = {301, 302, 303, 307, 308}
-HOST_FAILURES = 3  # consecutive timeouts or refused connections after which a host is given up on
+HOST_FAILURES = 3  # timeouts or refused connections in a row after which a host is given up on ...
+HOST_PAUSE_S = 30.0  # ... for this long
 
 
 class FetchError(Exception):
@@ -57,21 +58,29 @@ _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host" on Linux, like 
 
 
 class _HostHealth:
-    """Per-process memory of hosts that keep timing out or refusing, so the rest of them fail at once."""
+    """Per-process memory of hosts that keep timing out or refusing, so the rest of their URLs fail at once.
+
+    A host given up on is tried again after HOST_PAUSE_S (a busy host recovers; its failed rows are
+    transient and retried on rerun anyway), and one success clears its record.
+    """
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.failures: dict[str, int] = {}
+        self.failures: dict[str, tuple[int, float]] = {}  # host:port -> (failures in a row, time of the last)
 
     def check(self, host: str) -> None:
         with self.lock:
-            if self.failures.get(host, 0) >= HOST_FAILURES:
-                raise FetchError(f"{host} gave up: {HOST_FAILURES} downloads in a row timed out or were refused",
-                                 "host_unreachable")
+            count, last = self.failures.get(host, (0, 0.0))
+        if count >= HOST_FAILURES and time.monotonic() - last < HOST_PAUSE_S:
+            raise FetchError(f"{host} given up on for now: {count} downloads in a row timed out or were refused",
+                             "host_unreachable")
 
     def record(self, host: str, failed: bool) -> None:
         with self.lock:
-            self.failures[host] = self.failures.get(host, 0) + 1 if failed else 0
+            if failed:
+                self.failures[host] = (self.failures.get(host, (0, 0.0))[0] + 1, time.monotonic())
+            else:
+                self.failures.pop(host, None)
 
 
 HOSTS = _HostHealth()

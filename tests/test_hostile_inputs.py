@@ -87,6 +87,7 @@ def hostile():
     _Hostile.images = {"a.png": image_bytes(seed=1), "b.png": image_bytes(seed=2)}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
     server.daemon_threads = True
+    server.socket.listen(128)  # room for every read in flight: a full backlog would look like a dead host
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
