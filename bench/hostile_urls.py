@@ -1,4 +1,4 @@
-"""Wall time of the bulk sonify job on a URL list with a few percent never-answering hosts, against the same list without.
+"""Wall time of the bulk sonify job on URLs with a few percent never-answering hosts, against the same without.
 
     python bench/hostile_urls.py                         # 200 URLs, 4 % dead hosts, --runner local
     python bench/hostile_urls.py --urls 1000 --runner ray --url-timeout 10

@@ -10,6 +10,8 @@ import ssl
 import threading
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 MAX_REDIRECTS = 5
 REDIRECTS = {301, 302, 303, 307, 308}
@@ -103,8 +105,8 @@ def fetch(url: str, timeout_s: float, max_bytes: int, allow_private: bool = Fals
             raise FetchError("no host", "bad_url")
         where = f"{host}:{port}"
         HOSTS.check(where)
-        address = _checked_address(host, port, allow_private)
         try:
+            address = _checked_address(host, port, allow_private, deadline)
             status, location, body = _request(parts, host, port, address, deadline, max_bytes)
         except (TimeoutError, ConnectionRefusedError) as e:
             HOSTS.record(where, failed=True)
@@ -121,16 +123,26 @@ def fetch(url: str, timeout_s: float, max_bytes: int, allow_private: bool = Fals
             continue
         if not 200 <= status < 300:
             # The standard phrase, never the server's own reason text.
-            phrase = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else ""
-            raise FetchError(f"HTTP {status} {phrase}".rstrip(), f"http_{status}")
+            try:
+                phrase = f" {http.HTTPStatus(status).phrase}"
+            except ValueError:
+                phrase = ""
+            raise FetchError(f"HTTP {status}{phrase}", f"http_{status}")
         return body
     raise FetchError(f"more than {MAX_REDIRECTS} redirects", "bad_url")
 
 
-def _checked_address(host: str, port: int, allow_private: bool) -> str:
+# getaddrinfo takes no timeout: it runs here, and the caller waits for it only until its deadline.
+_RESOLVER = ThreadPoolExecutor(16, thread_name_prefix="i2a-resolve")
+
+
+def _checked_address(host: str, port: int, allow_private: bool, deadline: float) -> str:
     """The address to connect to: every address the name resolves to must be allowed (no mixed answers)."""
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = lookup.result(timeout=max(0.0, deadline - time.monotonic()))
+    except FutureTimeout:
+        raise TimeoutError from None
     except (socket.gaierror, UnicodeError):
         raise FetchError(f"cannot resolve {host}", "unreachable") from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))

@@ -102,8 +102,8 @@ def read_batch(batch: Batch, limits: images.ImageLimits, chunk: int = DECODE_BAT
     sources = _strings(batch, "input")
     todo = iter(range(len(sources)))
     finished: list[tuple[int, tuple]] = []
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        pending = {}
+    pool, pending = ThreadPoolExecutor(READ_THREADS), {}
+    try:
         while True:
             while len(pending) < READ_THREADS and (i := next(todo, None)) is not None:
                 pending[pool.submit(_read_one, sources[i], limits)] = i
@@ -114,6 +114,8 @@ def read_batch(batch: Batch, limits: images.ImageLimits, chunk: int = DECODE_BAT
             while len(finished) >= chunk or (finished and not pending):
                 ready, finished = finished[:chunk], finished[chunk:]
                 yield _read_rows(batch, ready)
+    finally:  # a job stopped early does not wait for the reads still in flight
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _read_rows(batch: Batch, ready: list[tuple[int, tuple]]) -> Batch:
@@ -151,7 +153,8 @@ class DecodeImages:
                 except images.ImageError as e:
                     errors[i], kinds[i] = str(e), e.kind
                 except Exception as e:  # PIL can fail late in odd ways; that is this image's problem only
-                    errors[i], kinds[i] = f"{images.display_name(source)}: cannot decode ({type(e).__name__})", "corrupt"
+                    errors[i] = f"{images.display_name(source)}: cannot decode ({type(e).__name__})"
+                    kinds[i] = "corrupt"
             pixels.append(pixel)
             thumbnails.append(thumbnail)
             warnings.append(warning)
