@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import io
 import os
-import time
-import urllib.error
-import urllib.request
+import stat
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from i2a_core import storage
+from i2a_core import fetch_url, storage
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-# What PIL calls each format, per extension; used to catch files whose extension lies.
+# What PIL calls each format, per extension; a file whose extension lies still decodes, with a warning.
 _FORMAT_OF_EXTENSION = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP",
     ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
@@ -39,23 +37,40 @@ class ImageError(ValueError):
 @dataclass(frozen=True)
 class ImageLimits:
     max_pixels: int = 64_000_000  # decompression-bomb guard, in pixels (width * height)
-    max_bytes: int = 32 * 1024 * 1024  # per download
-    timeout_s: float = 10.0  # per URL, for the whole download
+    max_bytes: int = 32 * 1024 * 1024  # per file or download
+    timeout_s: float = 10.0  # per URL, for the whole download: connect, headers and body
+    allow_private_urls: bool = False  # let URLs reach loopback and private addresses (never link-local)
+
+
+# Thinner images are centre-cropped to this aspect ratio before anything resizes them: CLIP resizes the
+# short side and keeps the centre square, so the crop changes nothing it sees, while a 2x30,000,000
+# image would otherwise be resized to billions of pixels.
+MAX_ASPECT = 16
 
 
 def is_url(source: str) -> bool:
     return str(source).startswith(("http://", "https://"))
 
 
+def display_name(source: str) -> str:
+    """How an input is named in messages, manifests and sidecars: never with a URL's credentials."""
+    return fetch_url.redact(str(source))
+
+
 def read_image_bytes(source: str, limits: ImageLimits = ImageLimits()) -> bytes:
-    """Bytes of a local path, an http(s) URL or any fsspec URL (s3://...)."""
+    """Bytes of a local path, an http(s) URL or any fsspec URL (s3://...), at most limits.max_bytes of them."""
     source = str(source)
     if is_url(source):
-        return _download(source, limits)
+        try:
+            return fetch_url.fetch(source, limits.timeout_s, limits.max_bytes, limits.allow_private_urls)
+        except fetch_url.FetchError as e:
+            raise ImageError(display_name(source), e.reason, e.kind) from None
     if "://" in source and not source.startswith(OBJECT_STORE_SCHEMES):
-        raise ImageError(source, "only http://, https://, s3:// and local paths are supported", "bad_url")
+        raise ImageError(display_name(source), "only http://, https://, s3:// and local paths are supported",
+                         "bad_url")
     try:
-        return storage.read_bytes(source)
+        data = _read_local(source, limits.max_bytes + 1) if not storage.is_remote(source) else \
+            _read_remote(source, limits.max_bytes + 1)
     except FileNotFoundError:
         raise ImageError(source, "no such file", "missing") from None
     except IsADirectoryError:
@@ -63,43 +78,40 @@ def read_image_bytes(source: str, limits: ImageLimits = ImageLimits()) -> bytes:
     except PermissionError:
         raise ImageError(source, "permission denied", "unreadable") from None
     except OSError as e:
-        raise ImageError(source, f"cannot read ({e})", "unreadable") from None
+        raise ImageError(source, f"cannot read ({e.strerror or type(e).__name__})", "unreadable") from None
+    if len(data) > limits.max_bytes:
+        raise ImageError(source, f"over the {limits.max_bytes:,}-byte limit", "too_large")
+    return data
 
 
-def _download(url: str, limits: ImageLimits) -> bytes:
-    deadline = time.monotonic() + limits.timeout_s
-    request = urllib.request.Request(url, headers={"User-Agent": "i2a/0.1"})
+def _read_local(source: str, most: int) -> bytes:
+    """A regular file's first `most` bytes. O_NONBLOCK: opening a FIFO must not wait for a writer."""
+    fd = os.open(source[len("file://"):] if source.startswith("file://") else source, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        with urllib.request.urlopen(request, timeout=limits.timeout_s) as response:
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-                raise ImageError(url, f"{int(declared)} bytes, over the {limits.max_bytes}-byte download cap",
-                                 "too_large")
-            chunks, total = [], 0
-            while chunk := response.read1(64 * 1024):  # read1: return what has arrived, do not wait for more
-                total += len(chunk)
-                if total > limits.max_bytes:
-                    raise ImageError(url, f"over the {limits.max_bytes}-byte download cap", "too_large")
-                # A server that trickles bytes never trips the socket timeout; bound the whole read.
-                if time.monotonic() > deadline:
-                    raise ImageError(url, f"timed out after {limits.timeout_s:g} s", "timeout")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except urllib.error.HTTPError as e:
-        raise ImageError(url, f"HTTP {e.code} {e.reason}", f"http_{e.code}") from None
-    except urllib.error.URLError as e:
-        if isinstance(e.reason, TimeoutError):
-            raise ImageError(url, f"timed out after {limits.timeout_s:g} s", "timeout") from None
-        raise ImageError(url, f"cannot connect ({e.reason})", "unreachable") from None
-    except TimeoutError:
-        raise ImageError(url, f"timed out after {limits.timeout_s:g} s", "timeout") from None
-    except OSError as e:  # connection resets and other socket errors
-        raise ImageError(url, f"download failed ({e})", "unreachable") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # FIFOs, devices (a symlink to /dev/zero), sockets
+            raise ImageError(source, "not a regular file", "not_regular_file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(most)
+    finally:
+        os.close(fd)
+
+
+def _read_remote(url: str, most: int) -> bytes:
+    fs, path = storage.filesystem(url)
+    with fs.open(path, "rb") as f:
+        return f.read(most)
 
 
 def decode_image(data: bytes, name: str, limits: ImageLimits = ImageLimits(),
                  check_extension: bool = True) -> Image.Image:
     """Decode bytes to an upright 8-bit RGB image, or raise ImageError saying why not."""
+    return decode_checked(data, name, limits, check_extension)[0]
+
+
+def decode_checked(data: bytes, name: str, limits: ImageLimits = ImageLimits(),
+                   check_extension: bool = True) -> tuple[Image.Image, str]:
+    """The image and a warning ("" when none): the content decides the format, a lying extension only warns."""
+    name = display_name(name)
     if not data:
         raise ImageError(name, "empty file", "empty")
     with warnings.catch_warnings():
@@ -110,27 +122,59 @@ def decode_image(data: bytes, name: str, limits: ImageLimits = ImageLimits(),
         except Image.DecompressionBombError as e:
             raise ImageError(name, f"too many pixels ({e})", "too_large") from None
         except UnidentifiedImageError:
-            raise ImageError(name, f"not an image (starts with {data[:16]!r})", "not_image") from None
+            raise ImageError(name, f"not an image ({_describe(data)})", "not_image") from None
         except Exception as e:  # a header cut short or mangled
-            raise ImageError(name, f"truncated or corrupt image ({e})", "corrupt") from None
+            raise ImageError(name, f"truncated or corrupt image ({type(e).__name__})", "corrupt") from None
         width, height = image.size
         if width * height > limits.max_pixels:
             raise ImageError(name, f"{width}x{height} pixels, over the {limits.max_pixels:,}-pixel limit",
                              "too_large")
-        if check_extension:
-            _check_extension(image, name)
+        if not width or not height:
+            raise ImageError(name, f"{width}x{height} pixels: no picture", "corrupt")
+        notes = [_extension_warning(image, name)] if check_extension else []
         try:
             image.load()
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
             raise ImageError(name, f"truncated or corrupt {image.format} ({e})", "corrupt") from None
-    return to_rgb(image)
+    image = to_rgb(image)
+    # Crop before any resize sees it (the crop is bounded by max_pixels, a resize of the whole would not be).
+    if max(image.size) > MAX_ASPECT * min(image.size):
+        image = _centre_crop(image)
+        notes.append(f"{width}x{height} pixels: centre-cropped to {image.width}x{image.height}")
+    return image, "; ".join(note for note in notes if note)
 
 
-def _check_extension(image: Image.Image, name: str) -> None:
+def _centre_crop(image: Image.Image) -> Image.Image:
+    width, height = image.size
+    keep_w, keep_h = min(width, MAX_ASPECT * height), min(height, MAX_ASPECT * width)
+    left, top = (width - keep_w) // 2, (height - keep_h) // 2
+    return image.crop((left, top, left + keep_w, top + keep_h))
+
+
+def _describe(data: bytes) -> str:
+    """What non-image bytes look like, without quoting them: a kind and a length."""
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
+        kind = "HTML"
+    elif head.startswith(b"<"):
+        kind = "XML or SVG"
+    elif head.startswith((b"{", b"[")):
+        kind = "JSON"
+    else:
+        try:
+            data[:4096].decode("utf-8")
+            kind = "text"
+        except UnicodeDecodeError:
+            kind = "binary data"
+    return f"{kind}, {len(data):,} bytes"
+
+
+def _extension_warning(image: Image.Image, name: str) -> str:
     extension = os.path.splitext(name.split("?")[0])[1].lower()
     claimed = _FORMAT_OF_EXTENSION.get(extension)
     if claimed and image.format and image.format != claimed:
-        raise ImageError(name, f"extension says {claimed} but the content is {image.format}", "wrong_extension")
+        return f"extension says {claimed} but the content is {image.format}"
+    return ""
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -152,4 +196,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_image(source: str, limits: ImageLimits = ImageLimits()) -> Image.Image:
     """Read and decode one image from a path or URL."""
-    return decode_image(read_image_bytes(source, limits), str(source), limits, check_extension=not is_url(source))
+    return load_checked(source, limits)[0]
+
+
+def load_checked(source: str, limits: ImageLimits = ImageLimits()) -> tuple[Image.Image, str]:
+    """Read and decode one image; also returns decode_checked's warning."""
+    return decode_checked(read_image_bytes(source, limits), str(source), limits, check_extension=not is_url(source))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import hashlib
 import io
@@ -16,7 +17,9 @@ from i2a_core import images, storage
 LIST_EXTENSIONS = {".txt", ".csv", ".parquet"}
 # Columns a CSV or Parquet list may name its inputs by, in order of preference (else the first column).
 LIST_COLUMNS = ("input", "url", "path", "image", "key")
-MAX_COMPONENT = 150  # characters per path component: leaves room for ".wav" and temp-file affixes under 255
+# UTF-8 bytes per path component, under the usual 255: leaves room for two "-<hash>" suffixes, ".json"
+# and the temp-file affixes of an atomic write (".<name>.<32 hex>.tmp").
+MAX_COMPONENT_BYTES = 150
 
 
 class ListError(ValueError):
@@ -61,18 +64,25 @@ def _list_tree(root: str, fs, path: str) -> list[tuple[str, str]]:
     base = path.rstrip("/")
     protocol = root.split("://", 1)[0] + "://" if storage.is_remote(root) else ""
     found = []
+    # fsspec's find follows no symlinked folder (so no loop either); symlinked files are listed and read.
     for file in sorted(fs.find(base)):
-        if os.path.splitext(file)[1].lower() not in images.IMAGE_EXTENSIONS:
+        if _extension(file) not in images.IMAGE_EXTENSIONS:
             continue
         relative = file[len(base):].lstrip("/")
         found.append((protocol + file if protocol else os.path.abspath(file), relative))
     return found
 
 
+def _extension(path: str) -> str:
+    """`.jpg` for `a.jpg`, and also for `.jpg` and `..jpg`, which os.path.splitext calls extensionless."""
+    name = posixpath.basename(path)
+    return "." + name.rsplit(".", 1)[1].lower() if "." in name else ""
+
+
 def _url_relative(url: str) -> str:
-    """`host/path` of a URL: keeps the site's own folder structure, drops the query."""
+    """`host/path` of a URL: keeps the site's own folder structure, drops the query and any credentials."""
     parts = urllib.parse.urlsplit(url)
-    return f"{parts.netloc}/{parts.path.lstrip('/')}"
+    return f"{parts.netloc.rsplit('@', 1)[-1]}/{parts.path.lstrip('/')}"
 
 
 def _read_list(url: str) -> list[tuple[str, str]]:
@@ -152,7 +162,7 @@ def safe_key(relative: str) -> str:
             continue
         if part.startswith("."):
             part = "_" + part[1:]
-        parts.append(part[:MAX_COMPONENT].strip() or "_")
+        parts.append(_cut_utf8(part, MAX_COMPONENT_BYTES).strip() or "_")
     if not parts:
         parts = ["input"]
     stem = os.path.splitext(parts[-1])[0]
@@ -163,18 +173,41 @@ def safe_key(relative: str) -> str:
     return key
 
 
+def _cut_utf8(text: str, limit: int) -> str:
+    """The longest prefix of whole characters that fits in `limit` UTF-8 bytes."""
+    size = 0
+    for i, char in enumerate(text):
+        size += len(char.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            return text[:i]
+    return text
+
+
 def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def _with_keys(found: list[tuple[str, str]]) -> list[InputItem]:
-    """Keys for every input; inputs whose keys collide (a.jpg and a.png) all get a hash of their source."""
+    """Keys for every input, unique even on case-insensitive filesystems.
+
+    Inputs whose keys collide (a.jpg and a.png) get a hash of their source; a suffixed key is checked
+    against every other key again (a file may be named `a-<that hash>.jpg`) until all differ.
+    """
     unique: dict[str, tuple[str, str]] = {}
     for source, relative in found:
         unique.setdefault(source, (source, relative))  # an input listed twice is one input
     keys = [safe_key(relative) for _, relative in unique.values()]
-    counts: dict[str, int] = {}
-    for key in keys:
-        counts[key.lower()] = counts.get(key.lower(), 0) + 1  # case-insensitive filesystems collide too
-    return [InputItem(source, relative, key if counts[key.lower()] == 1 else f"{key}-{_short_hash(source)}")
-            for (source, relative), key in zip(unique.values(), keys)]
+    counts = collections.Counter(key.lower() for key in keys)
+    taken = set(counts)
+    final = []
+    for (source, _), key in zip(unique.values(), keys):
+        if counts[key.lower()] > 1:
+            shown = images.display_name(source)  # no hash of a URL's password either
+            candidate, salt = f"{key}-{_short_hash(shown)}", 0
+            while candidate.lower() in taken:
+                salt += 1
+                candidate = f"{key}-{_short_hash(f'{shown}#{salt}')}"
+            taken.add(candidate.lower())
+            key = candidate
+        final.append(key)
+    return [InputItem(source, relative, key) for (source, relative), key in zip(unique.values(), final)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import urllib.parse
 import uuid
 
 import pyarrow as pa
@@ -18,6 +17,7 @@ SCHEMA = pa.schema([
     ("status", pa.string()),  # "ok" or "error"
     ("error", pa.string()),  # one line naming the input and the reason ("" when ok)
     ("error_kind", pa.string()),  # short tag for counting failures (not_image, http_404, ...)
+    ("warning", pa.string()),  # an ok input's oddity (a lying extension, a crop); "" when none
     ("thumbnail", pa.string()),
     ("spectrogram", pa.string()),
     ("translator", pa.string()),
@@ -35,18 +35,6 @@ SCHEMA = pa.schema([
     ("explanation", pa.string()),  # the translator's full explanation as JSON ("" when it has none)
     ("finished_at", pa.timestamp("ms", tz="UTC")),
 ])
-
-
-def public_input(source: str) -> str:
-    """An input as the manifest stores it: a URL loses any `user:password@`, everything else is kept."""
-    if "@" not in source or "://" not in source:
-        return source
-    parts = urllib.parse.urlsplit(source)
-    if parts.username is None and parts.password is None:
-        return source
-    host = parts.hostname or ""
-    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def directory(output: str) -> str:
@@ -79,11 +67,18 @@ def read(output: str) -> pa.Table:
     tables = []
     for part in parts:
         try:
-            tables.append(pq.read_table(part, filesystem=fs, schema=SCHEMA))
+            tables.append(_with_schema(pq.read_table(part, filesystem=fs)))
         except FileNotFoundError:  # compacted away by a job that lost its lease meanwhile: its rows moved on
             continue
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     return _deduplicate(table)
+
+
+def _with_schema(table: pa.Table) -> pa.Table:
+    """A part in today's schema: parts written before a column existed get it empty."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in SCHEMA]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
 def _deduplicate(table: pa.Table) -> pa.Table:

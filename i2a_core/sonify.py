@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,6 +20,9 @@ from i2a_core.clip import ClipEncoder
 from i2a_core.listing import InputItem
 from i2a_core.presets import ModelSpec
 from i2a_core.translator import Translator, TranslatorError, load_translator
+
+
+READ_THREADS = 64  # image reads in flight at once
 
 
 @dataclass(frozen=True)
@@ -118,30 +122,49 @@ def sonify_sources(sonifier: Sonifier, items: list[InputItem], output: str, sett
     Names and seeds follow the bulk job's rules (listing.py): `<output>/<key>.wav`, seeded by the input's
     path relative to its root, so both give an image the same audio.
     """
-    results: list[ClipResult] = []
-    decoded = []
-    for item in items:
+    def load(item: InputItem):
         started = time.perf_counter()
         try:
-            decoded.append((item, images.load_image(item.input, limits), time.perf_counter() - started))
+            image, warning = images.load_checked(item.input, limits)
+            return item, image, warning, time.perf_counter() - started, None
         except images.ImageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            results.append(ClipResult(item.input, item.key, False, str(e)))
+            return item, None, "", 0.0, e
+
+    results: list[ClipResult] = []
+    decoded = []
+    # Reads overlap, so a URL that never answers costs one timeout, not one per URL behind it.
+    with ThreadPoolExecutor(max(1, min(READ_THREADS, len(items)))) as pool:
+        for item, image, warning, read_s, error in pool.map(load, items):
+            if error:
+                print(f"error: {error}", file=sys.stderr)
+                results.append(ClipResult(images.display_name(item.input), item.key, False, str(error)))
+            else:
+                decoded.append((item, image, warning, read_s))
     for start in range(0, len(decoded), settings.batch_size):
         batch = decoded[start:start + settings.batch_size]
         started = time.perf_counter()
-        clap, explanations = sonifier.clap_for_images([image for _, image, _ in batch])
+        clap, explanations = sonifier.clap_for_images([image for _, image, _, _ in batch])
         encode_s = (time.perf_counter() - started) / len(batch)
         started = time.perf_counter()
-        waveforms = sonifier.generate(clap, [item.relative for item, _, _ in batch], settings)
+        waveforms = sonifier.generate(clap, [item.relative for item, _, _, _ in batch], settings)
         generate_s = (time.perf_counter() - started) / len(batch)
-        for i, ((item, _, read_s), waveform) in enumerate(zip(batch, waveforms)):
-            record = clip_record(item.input, sonifier.models, seed_for(item.relative, settings.seed), settings,
+        for i, ((item, _, warning, read_s), waveform) in enumerate(zip(batch, waveforms)):
+            source = images.display_name(item.input)
+            record = clip_record(source, sonifier.models, seed_for(item.relative, settings.seed), settings,
                                  sonifier.generator.sample_rate,
                                  {"read_decode": read_s, "encode_translate": encode_s, "generate": generate_s},
                                  explanations[i] if explanations else None)
-            wav = write_clip(output, item.key, waveform, sonifier.generator.sample_rate, record)
-            results.append(ClipResult(item.input, item.key, True, wav=wav))
+            record["warning"] = warning
+            if warning:
+                print(f"warning: {source}: {warning}", file=sys.stderr)
+            try:
+                wav = write_clip(output, item.key, waveform, sonifier.generator.sample_rate, record)
+            except OSError as e:  # this clip's files only; the others are still written
+                error = f"{source}: cannot write {item.key}.wav ({e.strerror or e})"
+                print(f"error: {error}", file=sys.stderr)
+                results.append(ClipResult(source, item.key, False, error))
+                continue
+            results.append(ClipResult(source, item.key, True, wav=wav))
             print(f"wrote {wav}")
     return results
 

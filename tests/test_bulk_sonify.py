@@ -25,7 +25,7 @@ from i2a_core.sonify import GenerationSettings, seed_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = GenerationSettings(duration=0.5, steps=2, guidance=2.5, seed=7, batch_size=2)
-LIMITS = ImageLimits(max_pixels=50 * 50)
+LIMITS = ImageLimits(max_pixels=50 * 50, allow_private_urls=True)  # the test HTTP server is on loopback
 
 
 def image_bytes(size=(40, 30), fmt="PNG", shade=0) -> bytes:
@@ -36,11 +36,11 @@ def image_bytes(size=(40, 30), fmt="PNG", shade=0) -> bytes:
 
 
 GOOD = {"a/one.png": image_bytes(shade=1), "a/b/two.jpg": image_bytes(fmt="JPEG", shade=2),
-        "three.png": image_bytes(shade=3), "three.jpg": image_bytes(fmt="JPEG", shade=4)}  # same stem
+        "three.png": image_bytes(shade=3), "three.jpg": image_bytes(fmt="JPEG", shade=4),  # same stem
+        "lies.jpg": image_bytes(shade=6)}  # a PNG: decoded by content, with a warning
 BAD = {"bad/text.jpg": (b"<!DOCTYPE html><html>", "not_image"),
        "bad/truncated.png": (image_bytes(shade=5)[:60], "corrupt"),
-       "bad/huge.png": (image_bytes(size=(60, 60)), "too_large"),
-       "bad/lies.jpg": (image_bytes(shade=6), "wrong_extension")}
+       "bad/huge.png": (image_bytes(size=(60, 60)), "too_large")}
 
 
 def write_tree(root: str) -> None:
@@ -115,6 +115,8 @@ def test_folder_job_writes_audio_manifest_gallery_and_reruns_nothing(tmp_path, m
     for name, (_, kind) in BAD.items():
         assert (rows[name]["status"], rows[name]["error_kind"]) == ("error", kind), name
         assert rows[name]["error"].startswith(str(tmp_path / "in" / name))
+    assert rows["lies.jpg"]["warning"] == "extension says JPEG but the content is PNG"
+    assert rows["a/one.png"]["warning"] == ""
     for name in GOOD:
         row = rows[name]
         assert row["seed"] == seed_for(name, SETTINGS.seed)
@@ -245,7 +247,7 @@ def test_transient_failures_are_retried_on_rerun(tmp_path, http_root):
     (tmp_path / "bad.png").write_bytes(b"not an image at all")
     (tmp_path / "urls.txt").write_text(f"{base_url}/slow/later.png\n{base_url}/gone.png\n{tmp_path}/bad.png\n")
     output = str(tmp_path / "out")
-    slow_limits = ImageLimits(timeout_s=0.5)
+    slow_limits = ImageLimits(timeout_s=0.5, allow_private_urls=True)
     first = run(SonifyJob(inputs=(str(tmp_path / "urls.txt"),), output=output, models=resolve_models("tiny"),
                           settings=SETTINGS, limits=slow_limits))
     assert (first.ok, first.error) == (0, 3)

@@ -27,7 +27,7 @@ def test_images_folders_and_urls(tmp_path, http_root, capsys):
     single = write_images(tmp_path / "other", ["a.jpg"])[0]
     out = tmp_path / "out"
     status = main(["sonify", str(tmp_path / "in"), "--input", str(single), f"{base}/from-web.png",
-                   "--output", str(out), *TINY])
+                   "--output", str(out), "--allow-private-urls", *TINY])
     assert status == 0, capsys.readouterr()
     wavs = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
     # Folder inputs keep their relative path, URLs their host/path (as the bulk job lays them out);
@@ -67,16 +67,18 @@ def test_bad_inputs_are_named_and_the_rest_still_sound(tmp_path, http_root, caps
     folder = tmp_path / "in"
     write_images(folder, ["good.png"])
     (folder / "page.jpg").write_text("<!DOCTYPE html>")
-    (folder / "liar.jpg").write_bytes(image_bytes(fmt="PNG"))
+    (folder / "liar.jpg").write_bytes(image_bytes(fmt="PNG"))  # an image all the same: sounds, with a warning
     (folder / "cut.png").write_bytes(image_bytes(fmt="PNG")[:-200])
     (folder / "huge.png").write_bytes(image_bytes(size=(300, 300)))
     status = main(["sonify", str(folder), f"{base}/gone.png", f"{base}/slow.png", str(tmp_path / "nowhere.png"),
-                   "--url-timeout", "1",
+                   "--url-timeout", "1", "--allow-private-urls",
                    "--max-pixels", "50000", "--output", str(tmp_path / "out"), *TINY])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert status == 1
-    assert [p.name for p in (tmp_path / "out").glob("*.wav")] == ["good.wav"]
-    expected = {"page.jpg": "not an image", "liar.jpg": "extension says JPEG", "cut.png": "truncated",
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.wav")) == ["good.wav", "liar.wav"]
+    assert json.loads((tmp_path / "out" / "liar.json").read_text())["warning"] == \
+        "extension says JPEG but the content is PNG"
+    expected = {"page.jpg": "not an image", "cut.png": "truncated",
                 "huge.png": "over the 50,000-pixel limit", "gone.png": "HTTP 404", "slow.png": "timed out",
                 "nowhere.png": "no such file"}
     assert len(errors) == len(expected)

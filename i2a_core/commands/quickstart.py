@@ -11,6 +11,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from i2a_core import storage
+from i2a_core.commands import sonify
 from i2a_core.commands.common import CommandError, add_model_arguments, models_from_args
 from i2a_core.presets import PRESETS
 
@@ -51,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "with --preset tiny: a few drawn offline)")
     parser.add_argument("--epochs", type=int, default=10, help="most epochs per translator (default: 10)")
     add_model_arguments(parser, translator=False)
+    sonify.add_url_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
          "--losses=cosine,contrastive", "--hidden=256", "--retrieval", f"--epochs={args.epochs}"],
         # A handful of clips: in this process, without paying for Ray's start-up.
         ["sonify-job", *example_inputs(args, out), f"--output={paths['sounds']}", "--runner=local",
-         f"--translator={storage.join(paths['translators'], 'best')}", *model_flags],
+         f"--translator={storage.join(paths['translators'], 'best')}", *model_flags,
+         *(["--allow-private-urls"] if args.allow_private_urls else [])],
     ]
     console = [flag for flag, on in (("--verbose", args.verbose), ("--debug", args.debug)) if on]
     for number, step in enumerate(steps, 1):

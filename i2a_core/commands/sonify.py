@@ -40,11 +40,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=images.ImageLimits.max_pixels,
                         help="refuse images with more pixels than this (decompression bombs)")
     parser.add_argument("--url-timeout", type=float, default=images.ImageLimits.timeout_s,
-                        help="seconds allowed per URL download")
+                        help="seconds allowed per URL: connecting, headers and body together")
     parser.add_argument("--max-bytes", type=int, default=images.ImageLimits.max_bytes,
-                        help="largest URL download, in bytes")
+                        help="largest input file or URL download, in bytes")
+    add_url_arguments(parser)
     add_model_arguments(parser)
     add_generation_arguments(parser)
+
+
+def add_url_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-private-urls", action="store_true",
+                        help="let URLs reach loopback and private addresses (10/8, 192.168/16, fc00::/7...), "
+                             "for images served on your own network; link-local addresses stay refused")
+
+
+def limits_from_args(args: argparse.Namespace) -> images.ImageLimits:
+    return images.ImageLimits(max_pixels=args.max_pixels, max_bytes=args.max_bytes, timeout_s=args.url_timeout,
+                              allow_private_urls=args.allow_private_urls)
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +92,7 @@ def run_job(args: argparse.Namespace) -> int:
     job = SonifyJob(
         inputs=tuple(inputs), output=args.output, models=models_from_args(args),
         settings=generation_from_args(args),
-        limits=images.ImageLimits(max_pixels=args.max_pixels, max_bytes=args.max_bytes, timeout_s=args.url_timeout),
+        limits=limits_from_args(args),
         runner=args.runner, gpus_per_actor=args.gpus_per_actor, actors=args.actors, device=args.device,
         page_size=args.page_size, take_over_lease=args.take_over_lease)
     try:
@@ -108,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("nothing to sonify: give image files, folders or URLs, or --text")
     settings = generation_from_args(args)
     models = models_from_args(args, need_clip=bool(inputs))
-    limits = images.ImageLimits(max_pixels=args.max_pixels, max_bytes=args.max_bytes, timeout_s=args.url_timeout)
+    limits = limits_from_args(args)
     # A path that does not exist is one bad input among others, not a reason to stop.
     missing = [root for root in inputs if not images.is_url(root) and not storage.exists(root)]
     for root in missing:

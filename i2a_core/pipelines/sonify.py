@@ -11,9 +11,10 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Iterator
 
 import numpy as np
 import soundfile
@@ -27,8 +28,8 @@ from i2a_core.raycluster import require_shared_output
 from i2a_core.sonify import GenerationSettings, seed_for, wav_bytes
 from i2a_core.translator import SOUNDS_LIKE, TranslatorError
 
-READ_BATCH = 16
-READ_THREADS = 16  # reads are I/O bound: one task keeps this many downloads in flight
+READ_BATCH = 256  # inputs per read task: its reads overlap, so a dead host costs one timeout per task at most
+READ_THREADS = 64  # reads are I/O bound: one task keeps this many downloads in flight
 DECODE_BATCH = 16
 ENCODE_BATCH = 64
 LOCAL_MAX_INPUTS = 8  # `--runner auto` runs this many inputs or fewer in-process, without starting Ray
@@ -89,23 +90,44 @@ def _objects(values: list) -> np.ndarray:
     return array
 
 
-def read_batch(batch: Batch, limits: images.ImageLimits) -> Batch:
-    """I/O stage: the raw bytes of every input, or the reason they could not be read."""
+def _read_one(source: str, limits: images.ImageLimits) -> tuple[bytes, str, str, float]:
+    started = time.perf_counter()
+    try:
+        return images.read_image_bytes(source, limits), "", "", time.perf_counter() - started
+    except images.ImageError as e:  # missing, unreadable, 404...; other errors (no credentials) stop the job
+        return b"", str(e), e.kind, time.perf_counter() - started
 
-    def read_one(source: str) -> tuple[bytes, str, str, float]:
-        started = time.perf_counter()
-        try:
-            data = images.read_image_bytes(source, limits)
-            if len(data) > limits.max_bytes:
-                raise images.ImageError(source, f"{len(data)} bytes, over the {limits.max_bytes}-byte limit",
-                                        "too_large")
-            return data, "", "", time.perf_counter() - started
-        except images.ImageError as e:  # missing, unreadable, 404...; other errors (no credentials) stop the job
-            return b"", str(e), e.kind, time.perf_counter() - started
 
-    with ThreadPoolExecutor(min(READ_THREADS, max(1, len(batch["input"])))) as pool:
-        results = list(pool.map(read_one, _strings(batch, "input")))
-    return {**batch, "data": _objects([r[0] for r in results]), "error": np.array([r[1] for r in results]),
+def read_batch(batch: Batch, limits: images.ImageLimits, chunk: int = DECODE_BATCH) -> Iterator[Batch]:
+    """I/O stage: the raw bytes of every input, or why they could not be read, in chunks as reads finish.
+
+    READ_THREADS reads stay in flight: a host that never answers holds one thread until its timeout
+    while the others go on, and finished inputs move on without waiting for it.
+    """
+    sources = _strings(batch, "input")
+    todo = iter(range(len(sources)))
+    finished: list[tuple[int, tuple]] = []
+    pool, pending = ThreadPoolExecutor(READ_THREADS), {}
+    try:
+        while True:
+            while len(pending) < READ_THREADS and (i := next(todo, None)) is not None:
+                pending[pool.submit(_read_one, sources[i], limits)] = i
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished.extend((pending.pop(future), future.result()) for future in done)
+            while len(finished) >= chunk or (finished and not pending):
+                ready, finished = finished[:chunk], finished[chunk:]
+                yield _read_rows(batch, ready)
+    finally:  # a job stopped early does not wait for the reads still in flight
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _read_rows(batch: Batch, ready: list[tuple[int, tuple]]) -> Batch:
+    rows = [i for i, _ in ready]
+    results = [result for _, result in ready]
+    return {**{name: values[rows] for name, values in batch.items()},
+            "data": _objects([r[0] for r in results]), "error": np.array([r[1] for r in results]),
             "error_kind": np.array([r[2] for r in results]), "read_s": np.array([r[3] for r in results])}
 
 
@@ -124,25 +146,27 @@ class DecodeImages:
 
     def __call__(self, batch: Batch) -> Batch:
         errors, kinds = _strings(batch, "error"), _strings(batch, "error_kind")
-        pixels, thumbnails, seconds = [], [], []
+        pixels, thumbnails, seconds, warnings = [], [], [], []
         for i, (source, data) in enumerate(zip(_strings(batch, "input"), batch["data"])):
             started = time.perf_counter()
-            pixel, thumbnail = self.blank, b""
+            pixel, thumbnail, warning = self.blank, b"", ""
             if not errors[i]:
                 try:
-                    image = images.decode_image(bytes(data), source, self.limits,
-                                                check_extension=not images.is_url(source))
+                    image, warning = images.decode_checked(bytes(data), source, self.limits,
+                                                           check_extension=not images.is_url(source))
                     pixel, thumbnail = self.preprocess(image).numpy(), gallery.thumbnail_jpeg(image)
                 except images.ImageError as e:
                     errors[i], kinds[i] = str(e), e.kind
                 except Exception as e:  # PIL can fail late in odd ways; that is this image's problem only
-                    errors[i], kinds[i] = f"{source}: cannot decode ({type(e).__name__}: {e})", "corrupt"
+                    errors[i] = f"{images.display_name(source)}: cannot decode ({type(e).__name__})"
+                    kinds[i] = "corrupt"
             pixels.append(pixel)
             thumbnails.append(thumbnail)
+            warnings.append(warning)
             seconds.append(time.perf_counter() - started)
         rest = {k: v for k, v in batch.items() if k != "data"}
         return {**rest, "pixels": np.stack(pixels), "thumbnail": _objects(thumbnails), "error": np.array(errors),
-                "error_kind": np.array(kinds), "decode_s": np.array(seconds)}
+                "error_kind": np.array(kinds), "decode_s": np.array(seconds), "warning": np.array(warnings)}
 
 
 class EncodeImages:
@@ -240,16 +264,21 @@ def write_batch(batch: Batch, output: str, translator: str, settings: Generation
         audio_key, thumbnail_key, spectrogram_key = (f"audio/{_inside(key)}.wav", f"thumbs/{key}.jpg",
                                                      f"spectrograms/{key}.png")
         if ok:
-            waveform, sample_rate = soundfile.read(io.BytesIO(bytes(batch["wav"][i])), dtype="float32")
-            storage.write_bytes_atomic(storage.join(output, thumbnail_key), bytes(batch["thumbnail"][i]))
-            storage.write_bytes_atomic(storage.join(output, spectrogram_key),
-                                       gallery.spectrogram_png(waveform, sample_rate))
-            storage.write_bytes_atomic(storage.join(output, audio_key), bytes(batch["wav"][i]))
+            try:
+                waveform, sample_rate = soundfile.read(io.BytesIO(bytes(batch["wav"][i])), dtype="float32")
+                storage.write_bytes_atomic(storage.join(output, thumbnail_key), bytes(batch["thumbnail"][i]))
+                storage.write_bytes_atomic(storage.join(output, spectrogram_key),
+                                           gallery.spectrogram_png(waveform, sample_rate))
+                storage.write_bytes_atomic(storage.join(output, audio_key), bytes(batch["wav"][i]))
+            except OSError as e:  # this clip's files only (a name the filesystem refuses, a full quota...)
+                ok, kinds[i] = False, "write_failed"
+                errors[i] = f"{images.display_name(source)}: cannot write {audio_key} ({e.strerror or e})"
         explanation = json.loads(batch["explanation"][i]) if ok and batch["explanation"][i] else None
         rows.append({
-            "input": manifest.public_input(source), "output": audio_key if ok else "",
+            "input": images.display_name(source), "output": audio_key if ok else "",
             "status": "ok" if ok else "error",
-            "error": errors[i].replace(source, manifest.public_input(source)), "error_kind": kinds[i],
+            "error": errors[i].replace(source, images.display_name(source)), "error_kind": kinds[i],
+            "warning": str(batch["warning"][i]) if ok else "",
             "thumbnail": thumbnail_key if ok else "", "spectrogram": spectrogram_key if ok else "",
             "translator": translator, "seed": int(batch["seed"][i]), "steps": settings.steps,
             "guidance": settings.guidance, "duration": settings.duration,
@@ -278,8 +307,8 @@ def _run_local(todo: list[listing.InputItem], job: SonifyJob):
     encode = EncodeImages(job.models, job.device)
     decode = DecodeImages(job.models.clip, job.limits, preprocess=encode.clip.preprocess)
     generate = GenerateAudio(job.models.audioldm, job.settings, job.device)
-    for start in range(0, len(todo), job.settings.batch_size):
-        batch = read_batch(_items_batch(todo[start:start + job.settings.batch_size]), job.limits)
+    # One read stream for the whole job: a dead host delays its own inputs, not the batches behind it.
+    for batch in read_batch(_items_batch(todo), job.limits, chunk=job.settings.batch_size):
         yield write_batch(generate(encode(decode(batch))), job.output, job.models.translator, job.settings)
 
 
@@ -387,7 +416,7 @@ def check_job(job: SonifyJob) -> None:
 
 
 # Failures a later run may not repeat (the host was down, the network slow): retried on rerun.
-TRANSIENT_ERRORS = {"timeout", "unreachable"}
+TRANSIENT_ERRORS = {"timeout", "unreachable", "host_unreachable"}
 
 
 def finished_inputs(rows) -> set[str]:
@@ -422,7 +451,7 @@ def _run_leased(job: SonifyJob, items: list[listing.InputItem], held: lease.Leas
                                       "duration": settings.duration})
     _remove_stale_temp_files(job.output, before=held.acquired)
     done = finished_inputs(manifest.compact(job.output))
-    todo = [item for item in items if manifest.public_input(item.input) not in done]
+    todo = [item for item in items if images.display_name(item.input) not in done]  # rows name no credentials
     summary = JobSummary(listed=len(items), skipped=len(items) - len(todo), runner=_choose_runner(job, len(todo)))
     log(f"{len(items)} inputs, {summary.skipped} already done, {len(todo)} to sonify ({summary.runner})")
 

@@ -1,0 +1,220 @@
+"""Downloads of untrusted http(s) URLs: address policy on every hop, one deadline, a size cap, nothing leaked."""
+
+from __future__ import annotations
+
+import http
+import http.client
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+MAX_REDIRECTS = 5
+REDIRECTS = {301, 302, 303, 307, 308}
+HOST_FAILURES = 3  # timeouts or refused connections in a row after which a host is given up on ...
+HOST_PAUSE_S = 30.0  # ... for this long
+
+
+class FetchError(Exception):
+    """Why a URL gave no bytes; `reason` never holds response bytes or credentials."""
+
+    def __init__(self, reason: str, kind: str):
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+def redact(url: str) -> str:
+    """The URL without `user:pass@`, for anything a person or a file will see."""
+    if "@" not in url or "://" not in url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def address_refusal(address: str, allow_private: bool) -> str | None:
+    """Why connecting to this IP address is refused, or None when it is allowed."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified or (ip.version == 4 and ip in _THIS_NETWORK):
+        return "an unspecified address, never fetched"
+    # Link-local holds cloud metadata services (169.254.169.254): never, even with the flag.
+    for never, what in ((ip.is_link_local, "link-local"), (ip.is_multicast, "multicast"),
+                        (ip.is_reserved and not ip.is_loopback, "reserved")):  # ::1 sits in a reserved block
+        if never:
+            return f"a {what} address, never fetched"
+    if ip.is_global:
+        return None
+    what = "loopback" if ip.is_loopback else "private"
+    return None if allow_private else f"a {what} address (pass --allow-private-urls to allow it)"
+
+
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host" on Linux, like 0.0.0.0
+
+
+class _HostHealth:
+    """Per-process memory of hosts that keep timing out or refusing, so the rest of their URLs fail at once.
+
+    A host given up on is tried again after HOST_PAUSE_S (a busy host recovers; its failed rows are
+    transient and retried on rerun anyway), and one success clears its record.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.failures: dict[str, tuple[int, float]] = {}  # host:port -> (failures in a row, time of the last)
+
+    def check(self, host: str) -> None:
+        with self.lock:
+            count, last = self.failures.get(host, (0, 0.0))
+        if count >= HOST_FAILURES and time.monotonic() - last < HOST_PAUSE_S:
+            raise FetchError(f"{host} given up on for now: {count} downloads in a row timed out or were refused",
+                             "host_unreachable")
+
+    def record(self, host: str, failed: bool) -> None:
+        with self.lock:
+            if failed:
+                self.failures[host] = (self.failures.get(host, (0, 0.0))[0] + 1, time.monotonic())
+            else:
+                self.failures.pop(host, None)
+
+
+HOSTS = _HostHealth()
+
+
+def fetch(url: str, timeout_s: float, max_bytes: int, allow_private: bool = False) -> bytes:
+    """The body of a 2xx response, following at most MAX_REDIRECTS http(s) redirects, all within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise FetchError(f"redirected to a {parts.scheme or 'relative'}:// URL; only http(s) is followed",
+                             "bad_url")
+        try:
+            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+            host = host and host.encode("idna").decode("ascii")  # the Host header must be ASCII
+        except (ValueError, UnicodeError):
+            raise FetchError("malformed host or port", "bad_url") from None
+        if not host:
+            raise FetchError("no host", "bad_url")
+        where = f"{host}:{port}"
+        HOSTS.check(where)
+        try:
+            address = _checked_address(host, port, allow_private, deadline)
+            status, location, body = _request(parts, host, port, address, deadline, max_bytes)
+        except (TimeoutError, ConnectionRefusedError) as e:
+            HOSTS.record(where, failed=True)
+            if isinstance(e, TimeoutError):
+                raise FetchError(f"timed out after {timeout_s:g} s", "timeout") from None
+            raise FetchError(f"connection refused by {address}", "unreachable") from None
+        except ssl.SSLError as e:
+            raise FetchError(f"TLS failed ({e.reason or type(e).__name__})", "unreachable") from None
+        except (OSError, http.client.HTTPException) as e:  # resets, malformed status lines and headers
+            raise FetchError(f"download failed ({type(e).__name__})", "unreachable") from None
+        HOSTS.record(where, failed=False)
+        if status in REDIRECTS and location:
+            url = urllib.parse.urljoin(url, location)
+            continue
+        if not 200 <= status < 300:
+            # The standard phrase, never the server's own reason text.
+            try:
+                phrase = f" {http.HTTPStatus(status).phrase}"
+            except ValueError:
+                phrase = ""
+            raise FetchError(f"HTTP {status}{phrase}", f"http_{status}")
+        return body
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects", "bad_url")
+
+
+# getaddrinfo takes no timeout: it runs here, and the caller waits for it only until its deadline.
+_RESOLVER = ThreadPoolExecutor(16, thread_name_prefix="i2a-resolve")
+
+
+def _checked_address(host: str, port: int, allow_private: bool, deadline: float) -> str:
+    """The address to connect to: every address the name resolves to must be allowed (no mixed answers)."""
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = lookup.result(timeout=max(0.0, deadline - time.monotonic()))
+    except FutureTimeout:
+        raise TimeoutError from None
+    except (socket.gaierror, UnicodeError):
+        raise FetchError(f"cannot resolve {host}", "unreachable") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    for address in addresses:
+        refusal = address_refusal(address, allow_private)
+        if refusal:
+            raise FetchError(f"refused: {host} is {address}, {refusal}", "refused_address")
+    return addresses[0]
+
+
+def _request(parts, host: str, port: int, address: str, deadline: float, max_bytes: int):
+    """One GET to the checked address (Host and TLS SNI name the host); returns status, Location, body."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    if parts.scheme == "https":
+        connection = _PinnedHTTPS(host, port, address, timeout=remaining, context=ssl.create_default_context())
+    else:
+        connection = _PinnedHTTP(host, port, address, timeout=remaining)
+    # Socket timeouts bound each read, not their sum: a server trickling one header byte a second would
+    # never trip them. Closing the socket at the deadline bounds the whole exchange.
+    timer = threading.Timer(remaining, _abort, [connection])
+    timer.start()
+    try:
+        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        connection.request("GET", path, headers={"User-Agent": "i2a/0.1", "Accept": "image/*"})
+        response = connection.getresponse()
+        if response.status in REDIRECTS:
+            return response.status, response.getheader("Location", ""), b""
+        declared = response.getheader("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(f"{int(declared):,} bytes, over the {max_bytes:,}-byte limit", "too_large")
+        body = response.read(max_bytes + 1) if 200 <= response.status < 300 else b""
+        if len(body) > max_bytes:
+            raise FetchError(f"over the {max_bytes:,}-byte limit", "too_large")
+        if time.monotonic() >= deadline:  # the abort reads as an early end of file: not a short body
+            raise TimeoutError
+        return response.status, "", body
+    except (OSError, http.client.HTTPException):
+        if time.monotonic() >= deadline:
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
+        connection.close()
+
+
+def _abort(connection: http.client.HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """Connects to the address that was checked, not to whatever the name resolves to next (DNS rebinding)."""
+
+    def __init__(self, host, port, address, **kwargs):
+        super().__init__(host, port, **kwargs)
+        self.address = address
+
+    def connect(self):
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host, port, address, **kwargs):
+        super().__init__(host, port, **kwargs)
+        self.address = address
+
+    def connect(self):
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)

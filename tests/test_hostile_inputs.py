@@ -1,0 +1,328 @@
+"""Hostile inputs: every one becomes one error row (or a warning) and every other input still sounds once."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import threading
+import time
+
+import pyarrow as pa
+import pytest
+from helpers import image_bytes
+from test_bulk_sonify import SETTINGS, check_exactly_once
+
+from i2a_core import fetch_url, images, listing, manifest
+from i2a_core.cli import main
+from i2a_core.images import ImageLimits
+from i2a_core.pipelines.sonify import SonifyJob, run
+from i2a_core.presets import resolve_models
+
+TINY = ["--preset", "tiny", "--duration", "0.5", "--steps", "2"]
+SECRET = "SECRET-FROM-THE-SERVER"
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """Paths a hostile or broken web serves; `requests` counts every request that reached the server."""
+
+    images: dict[str, bytes] = {}
+    requests = 0
+
+    def log_message(self, *args):
+        pass
+
+    def redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):
+        type(self).requests += 1
+        port = self.server.server_address[1]
+        if self.path.startswith("/img/"):
+            body = self.images[self.path[len("/img/"):].split("?")[0]]
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/page.jpg":
+            body = f"<!DOCTYPE html><html>{SECRET}</html>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/gone.png":
+            self.send_response(404, SECRET)  # a reason phrase of the server's own
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/hop.png":
+            self.redirect("/img/a.png")
+        elif self.path == "/to-metadata.png":
+            self.redirect("http://169.254.169.254/latest/meta-data/x.png")
+        elif self.path == "/to-unspecified.png":
+            self.redirect(f"http://0.0.0.0:{port}/img/a.png")
+        elif self.path == "/to-ftp.png":
+            self.redirect(f"ftp://127.0.0.1:{port}/a.png")
+        elif self.path.startswith("/loop"):
+            self.redirect(f"/loop{int(self.path[len('/loop'):].split('.')[0] or 0) + 1}.png")
+        elif self.path == "/trickle-headers.png":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            try:
+                for _ in range(200):  # one header byte at a time, each well inside a socket timeout
+                    self.wfile.write(b"X")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    """A loopback server with hostile paths: returns its base URL."""
+    _Hostile.images = {"a.png": image_bytes(seed=1), "b.png": image_bytes(seed=2)}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server.daemon_threads = True
+    server.socket.listen(128)  # room for every read in flight: a full backlog would look like a dead host
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def silent_hosts():
+    """Loopback "hosts" (127.0.0.x, own ports) that accept connections and never say a word."""
+    sockets = []
+
+    def make(count: int) -> list[str]:
+        for i in range(count):
+            s = socket.socket()
+            s.bind((f"127.0.0.{10 + len(sockets)}", 0))
+            s.listen(64)  # the kernel completes handshakes; nobody ever accepts or answers
+            sockets.append(s)
+        return [f"http://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in sockets[-count:]]
+
+    yield make
+    for s in sockets:
+        s.close()
+
+
+def url_job(tmp_path, urls, runner="local", timeout_s=2.0, **limits) -> tuple[SonifyJob, str]:
+    (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+    output = str(tmp_path / "out")
+    limits = ImageLimits(timeout_s=timeout_s, **{"allow_private_urls": True, **limits})
+    return SonifyJob(inputs=(str(tmp_path / "urls.txt"),), output=output, models=resolve_models("tiny"),
+                     settings=SETTINGS, limits=limits, runner=runner), output
+
+
+def rows_by_input(output: str) -> dict[str, dict]:
+    return {r["input"]: r for r in manifest.read(output).to_pylist()}
+
+
+# --- 1. URLs ---
+
+
+def test_address_policy():
+    refuse = fetch_url.address_refusal
+    for public in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]:
+        assert refuse(public, False) is None
+    for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "::1", "fd00::1", "::ffff:127.0.0.1"]:
+        assert "--allow-private-urls" in refuse(private, False) and refuse(private, True) is None, private
+    for never in ["169.254.169.254", "fe80::1", "0.0.0.0", "::", "0.1.2.3", "224.0.0.1", "ff02::1", "240.0.0.1"]:
+        assert "never fetched" in refuse(never, True), never
+    assert fetch_url.redact("https://user:pa55@example.org:8080/a.png?x=1") == "https://example.org:8080/a.png?x=1"
+
+
+def test_loopback_is_refused_before_any_request_without_the_flag(hostile, tmp_path):
+    before = _Hostile.requests
+    job, output = url_job(tmp_path, [f"{hostile}/img/a.png"], allow_private_urls=False)
+    assert run(job).error == 1
+    row = rows_by_input(output)[f"{hostile}/img/a.png"]
+    assert row["error_kind"] == "refused_address"
+    assert "127.0.0.1" in row["error"] and "--allow-private-urls" in row["error"]
+    assert _Hostile.requests == before  # nothing reached the server
+
+
+def test_hostile_server_cases_are_error_rows_and_the_rest_sound(hostile, tmp_path):
+    port = hostile.rsplit(":", 1)[1]
+    cases = {  # path -> (error_kind, words the error must hold)
+        "/to-metadata.png": ("refused_address", "169.254.169.254"),
+        "/to-unspecified.png": ("refused_address", "0.0.0.0"),
+        "/to-ftp.png": ("bad_url", "only http(s)"),
+        "/loop.png": ("bad_url", "more than 5 redirects"),
+        "/trickle-headers.png": ("timeout", "timed out after 1 s"),
+        "/page.jpg": ("not_image", "not an image (HTML, "),
+        "/gone.png": ("http_404", "HTTP 404 Not Found"),
+    }
+    good = [f"{hostile}/img/a.png", f"{hostile}/hop.png", f"http://me:{SECRET}@127.0.0.1:{port}/img/b.png"]
+    job, output = url_job(tmp_path, good + [hostile + path for path in cases], timeout_s=1.0)
+    started = time.monotonic()
+    summary = run(job)
+    assert time.monotonic() - started < 30  # the trickle is cut at its deadline, not when the server stops
+    assert (summary.ok, summary.error) == (len(good), len(cases))
+    shown = [fetch_url.redact(url) for url in good] + [hostile + path for path in cases]
+    table = check_exactly_once(output, shown)
+    assert SECRET not in json.dumps(table.to_pylist(), default=str)  # no credentials, no server bytes
+    rows = rows_by_input(output)
+    for path, (kind, words) in cases.items():
+        row = rows[hostile + path]
+        assert (row["error_kind"], row["error"].startswith(hostile + path)) == (kind, True), row
+        assert words in row["error"], row["error"]
+
+
+def test_i2a_sonify_never_prints_credentials_or_server_bytes(hostile, tmp_path, capsys):
+    port = hostile.rsplit(":", 1)[1]
+    out = tmp_path / "out"
+    status = main(["sonify", f"http://me:{SECRET}@127.0.0.1:{port}/img/a.png", f"{hostile}/page.jpg",
+                   f"{hostile}/gone.png", "--allow-private-urls", "--output", str(out), *TINY])
+    printed = capsys.readouterr()
+    assert status == 1 and SECRET not in printed.out + printed.err
+    [sidecar] = out.rglob("*.json")
+    assert SECRET not in sidecar.read_text() and json.loads(sidecar.read_text())["warning"] == ""
+    assert len(list(out.rglob("*.wav"))) == 1
+
+
+def test_dead_hosts_cost_one_timeout_and_are_then_given_up(tmp_path, silent_hosts, hostile):
+    dead = silent_hosts(6)
+    urls = [f"{hostile}/img/a.png", f"{hostile}/img/b.png"] + [f"{host}/x{i}.png" for i, host in
+                                                                 enumerate(dead)]
+    job, output = url_job(tmp_path, urls, timeout_s=2.0)
+    summary = run(job)
+    # Reads overlap: six silent hosts cost about one 2 s timeout, not six of them one after another.
+    assert (summary.ok, summary.error) == (2, 6) and summary.wall_s < 10, summary.line()
+    assert {rows_by_input(output)[f"{host}/x{i}.png"]["error_kind"] for i, host in enumerate(dead)} == {"timeout"}
+    check_exactly_once(output, urls)
+
+    # After HOST_FAILURES timeouts in a row, a host's other URLs fail at once (and are retried on rerun).
+    host = dead[0]
+    for i in range(fetch_url.HOST_FAILURES - 1):
+        with pytest.raises(images.ImageError, match="timed out"):
+            images.read_image_bytes(f"{host}/more{i}.png", ImageLimits(timeout_s=0.3, allow_private_urls=True))
+    started = time.monotonic()
+    with pytest.raises(images.ImageError) as error:
+        images.read_image_bytes(f"{host}/last.png", ImageLimits(timeout_s=5, allow_private_urls=True))
+    assert error.value.kind == "host_unreachable" and time.monotonic() - started < 0.5
+
+
+def test_dead_hosts_on_ray_keep_the_rest_flowing(ray_session, tmp_path, silent_hosts, hostile):
+    dead = silent_hosts(3)
+    urls = [f"{hostile}/img/a.png?n={i}" for i in range(12)] + [f"{host}/x.png" for host in dead]
+    job, output = url_job(tmp_path, urls, runner="ray", timeout_s=2.0)
+    summary = run(job)
+    assert (summary.ok, summary.error, summary.error_kinds) == (12, 3, {"timeout": 3})
+    check_exactly_once(output, urls)
+
+
+# --- 2. local files ---
+
+
+def test_fifos_devices_and_dot_names(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "fifo.jpg")  # opening it for reading would wait for a writer for ever
+    os.symlink("/dev/zero", folder / "zero.jpg")  # reading it would never end
+    os.symlink(folder / "loop-b.png", folder / "loop-a.png")
+    os.symlink(folder / "loop-a.png", folder / "loop-b.png")
+    (folder / ".jpg").write_bytes(image_bytes(seed=1, fmt="JPEG"))
+    (folder / "..jpg").write_bytes(image_bytes(seed=2, fmt="JPEG"))
+    (folder / "big.png").write_bytes(image_bytes(size=(64, 64)))
+    os.symlink(folder / ".jpg", folder / "link.jpg")  # a symlinked file is read like any file
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "hidden.png").write_bytes(image_bytes())
+    os.symlink(tmp_path / "elsewhere", folder / "linked-folder")  # folders are not followed
+
+    listed = {os.path.basename(item.input) for item in listing.list_inputs([str(folder)])}
+    assert listed == {"fifo.jpg", "zero.jpg", "loop-a.png", "loop-b.png", ".jpg", "..jpg", "big.png", "link.jpg"}
+    output = str(tmp_path / "out")
+    big = len(image_bytes(size=(64, 64)))
+    job = SonifyJob(inputs=(str(folder),), output=output, models=resolve_models("tiny"), settings=SETTINGS,
+                    limits=ImageLimits(max_bytes=big - 1), runner="local")
+    summary = run(job)
+    assert (summary.ok, summary.error) == (3, 5)
+    rows = {os.path.basename(k): r for k, r in rows_by_input(output).items()}
+    assert {name: rows[name]["error_kind"] for name in rows if rows[name]["status"] != "ok"} == {
+        "fifo.jpg": "not_regular_file", "zero.jpg": "not_regular_file", "loop-a.png": "unreadable",
+        "loop-b.png": "unreadable", "big.png": "too_large"}
+    check_exactly_once(output, [str(folder / name) for name in listed])
+
+    # `i2a sonify` too: the FIFO is an error line, not a hang.
+    status = main(["sonify", str(folder / "fifo.jpg"), str(folder / ".jpg"), "--output", str(tmp_path / "cli"),
+                   *TINY])
+    assert status == 1 and "fifo.jpg: not a regular file" in capsys.readouterr().err
+    assert len(list((tmp_path / "cli").glob("*.wav"))) == 1
+
+
+# --- 3. decoding ---
+
+
+def test_thin_images_are_cropped_before_any_resize():
+    thin, warning = images.decode_checked(image_bytes(size=(2, 3_000_000)), "thin.png")
+    assert thin.size == (2, 2 * images.MAX_ASPECT) and "centre-cropped" in warning
+    wide, _ = images.decode_checked(image_bytes(size=(400, 3)), "wide.png")
+    assert wide.size == (3 * images.MAX_ASPECT, 3)
+
+
+def test_lying_extensions_sound_with_a_warning_and_non_images_do_not(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "webp.jpg").write_bytes(image_bytes(fmt="WEBP"))
+    (folder / "thin.png").write_bytes(image_bytes(size=(2, 40_000)))
+    (folder / "text.png").write_text("just words")
+    output = str(tmp_path / "out")
+    summary = run(SonifyJob(inputs=(str(folder),), output=output, models=resolve_models("tiny"),
+                            settings=SETTINGS, runner="local"))
+    assert (summary.ok, summary.error) == (2, 1)
+    rows = {os.path.basename(k): r for k, r in rows_by_input(output).items()}
+    assert rows["webp.jpg"]["warning"] == "extension says JPEG but the content is WEBP"
+    assert "centre-cropped" in rows["thin.png"]["warning"]
+    assert rows["text.png"]["error"].endswith("not an image (text, 10 bytes)")
+    check_exactly_once(output, [str(p) for p in folder.iterdir()])
+
+
+# --- 4. output names ---
+
+
+def test_crafted_key_collisions_get_distinct_outputs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(image_bytes(seed=1, fmt="JPEG"))
+    (folder / "a.png").write_bytes(image_bytes(seed=2))
+    crafted = f"a-{listing._short_hash(str(folder / 'a.jpg'))}"  # the name a.jpg's suffixed key would take
+    (folder / f"{crafted}.jpg").write_bytes(image_bytes(seed=3, fmt="JPEG"))
+    (folder / f"{crafted.upper()}.PNG").write_bytes(image_bytes(seed=4))  # same key on a case-blind disk
+    items = listing.list_inputs([str(folder)])
+    assert len({item.key.lower() for item in items}) == 4
+    output = str(tmp_path / "out")
+    assert run(SonifyJob(inputs=(str(folder),), output=output, models=resolve_models("tiny"), settings=SETTINGS,
+                         runner="local")).ok == 4
+    check_exactly_once(output, [str(p) for p in folder.iterdir()])
+
+
+def test_long_multibyte_names_and_failed_writes(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["猫" * n + ".png" for n in (60, 72, 80)]  # up to 243 bytes: legal, but no room for affixes
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(image_bytes(seed=i))
+    (folder / "blocked.png").write_bytes(image_bytes(seed=9))
+    output = tmp_path / "out"
+    (output / "audio" / "blocked.wav").mkdir(parents=True)  # a folder where the WAV should go
+    summary = run(SonifyJob(inputs=(str(folder),), output=str(output), models=resolve_models("tiny"),
+                            settings=SETTINGS, runner="local"))
+    assert (summary.ok, summary.error, summary.error_kinds) == (3, 1, {"write_failed": 1})
+    table = manifest.read(str(output))
+    assert all(len(part.encode()) <= 200 for key in table.column("output").to_pylist() for part in key.split("/"))
+    ok = table.filter(pa.compute.equal(table.column("status"), "ok"))
+    assert len(set(ok.column("output").to_pylist())) == 3 and all((output / o).is_file()
+                                                                    for o in ok.column("output").to_pylist())
+
+    # `i2a sonify` writes the same names, and a failed write is that clip's error line only.
+    cli = tmp_path / "cli"
+    (cli / "blocked.wav").mkdir(parents=True)
+    assert main(["sonify", str(folder), "--output", str(cli), *TINY]) == 1
+    assert "blocked.png: cannot write blocked.wav" in capsys.readouterr().err
+    assert len(list(cli.glob("*.wav"))) == 4 and len([p for p in cli.glob("*.wav") if p.is_file()]) == 3
