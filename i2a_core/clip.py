@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -24,8 +25,8 @@ def resolve_clip(spec: ClipSpec) -> tuple[str, str | None]:
     """(model name, pretrained) that open_clip can load without touching the network."""
     import open_clip
 
-    if tiny.is_tiny(spec.model):
-        return f"local-dir:{tiny.resolve(spec.model)}", None
+    if tiny.is_generated(spec.model):
+        return f"local-dir:{hub.local_model(spec.model)}", None
     if spec.model.startswith("local-dir:"):
         path = spec.model[len("local-dir:"):]
         if not os.path.isdir(path):
@@ -61,6 +62,36 @@ def resolve_clip(spec: ClipSpec) -> tuple[str, str | None]:
         raise hub.ModelUnavailable(f"cannot load CLIP {spec.model}/{pretrained}: it downloads from "
                                    f"{cfg.get('url')} and this machine is offline; pass --clip-pretrained PATH")
     return spec.model, pretrained
+
+
+def image_transform(spec: ClipSpec):
+    """CLIP's eval preprocessing (resize, crop, CLIP's mean/std) from the model config alone: no weights loaded.
+
+    Decode workers use it instead of a CPU copy of the model (1.7 GB at ViT-B/32); it is the transform
+    open_clip.create_model_and_transforms returns, merged from the same config sources.
+    """
+    from dataclasses import asdict
+
+    import open_clip
+    from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+
+    preprocess = asdict(PreprocessCfg())
+    if tiny.is_generated(spec.model) or spec.model.startswith(("local-dir:", "hf-hub:")):
+        name, _ = resolve_clip(spec)
+        with open(os.path.join(name[len("local-dir:"):], "open_clip_config.json")) as f:
+            config = json.load(f)
+        model_cfg = config["model_cfg"]
+        preprocess = merge_preprocess_dict(preprocess, config.get("preprocess_cfg", {}))
+    else:
+        model_cfg = open_clip.get_model_config(spec.model)
+        if model_cfg is None:
+            raise hub.ModelUnavailable(f"cannot load CLIP '{spec.model}': not an open_clip model name "
+                                       f"(see open_clip.list_models()), hf-hub:ORG/NAME or local-dir:PATH")
+        tag = open_clip.get_pretrained_cfg(spec.model, spec.pretrained) if spec.pretrained else None
+        preprocess = merge_preprocess_dict(preprocess, tag or {})
+    size = model_cfg["vision_cfg"].get("image_size", 224)
+    preprocess["size"] = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+    return image_transform_v2(PreprocessCfg(**preprocess), is_train=False)
 
 
 class ClipEncoder:

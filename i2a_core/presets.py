@@ -40,6 +40,11 @@ PRESETS = {
         ModelSpec(ClipSpec("tiny:clip", None), "tiny:audioldm", "tiny:translator"),
         duration=2.5, steps=4, guidance=2.5,
         note="tiny random models built offline in seconds, for tests and trying the pipeline; the audio is noise."),
+    "full-random": Preset(
+        ModelSpec(ClipSpec("random:ViT-B-32", None), "random:audioldm-s-full-v2", "random:translator"),
+        duration=10.0, steps=50, guidance=2.5,
+        note="the real architectures (CLIP ViT-B/32, AudioLDM-S-full-v2, a 512->512 translator) with random "
+             "weights, built offline once (~2 GB): real sizes and real cost for benchmarks; the audio is noise."),
 }
 DEFAULT_PRESET = "audioldm-s-full-v2"
 

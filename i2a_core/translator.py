@@ -13,7 +13,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from i2a_core import storage, tiny
+from i2a_core import hub, storage
 
 CONFIG_NAME = "config.json"
 SOUNDS_LIKE = "sounds_like"  # explain()'s key: [{"caption": str, "weight": float}, ...], best first
@@ -180,8 +180,7 @@ TRANSLATOR_TYPES: dict[str, type[Translator]] = {"mlp": MLPTranslator, "retrieva
 
 def load_translator(url: str) -> Translator:
     """Load a translator directory from a local path or any fsspec URL (s3://...). No pickle involved."""
-    if tiny.is_tiny(url):
-        url = tiny.resolve(url)
+    url = hub.local_model(url)
     try:
         config_data = json.loads(storage.read_text(storage.join(url, CONFIG_NAME)))
         weights = load_safetensors(storage.read_bytes(storage.join(url, WEIGHTS_NAME)))

@@ -11,6 +11,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from i2a_core import storage
+from i2a_core.audioldm import DEFAULT_SCHEDULER, SCHEDULERS
 from i2a_core.commands.common import CommandError, add_model_arguments, models_from_args
 
 HELP = "run the whole mission end to end on a small sample (embed, train, sonify, gallery)"
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "with --preset tiny: a few drawn offline)")
     parser.add_argument("--epochs", type=int, default=10, help="most epochs per translator (default: 10)")
     add_model_arguments(parser, translator=False)
+    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=DEFAULT_SCHEDULER,
+                        help=f"diffusion sampler for the sounds (default: {DEFAULT_SCHEDULER})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         ["train", f"--input={paths['pairs']}", f"--output={paths['translators']}", "--datasets=audiocaps",
          "--losses=cosine,contrastive", "--hidden=256", "--retrieval", f"--epochs={args.epochs}"],
         ["sonify-job", *example_inputs(args, out), f"--output={paths['sounds']}",
-         f"--translator={storage.join(paths['translators'], 'best')}", *model_flags],
+         f"--translator={storage.join(paths['translators'], 'best')}", f"--scheduler={args.scheduler}",
+         *model_flags],
     ]
     for step in steps:
         print(f"\n== i2a {' '.join(step)}", flush=True)

@@ -184,6 +184,8 @@ class GenerateAudio:
         quiet_libraries()  # an actor is a fresh process: keep loading bars off the job's log
         self.generator = AudioLDMGenerator(audioldm, device=device)
         self.generator.check_duration(settings.duration)
+        if settings.compile:
+            self.generator.compile()
         self.settings = settings
 
     def __call__(self, batch: Batch) -> Batch:
@@ -199,7 +201,8 @@ class GenerateAudio:
                                       f"{self.generator.source} expects {self.generator.clap_dim}-d ones")
             started = time.perf_counter()
             waveforms = self.generator.generate(clap, [seeds[i] for i in ok], duration=self.settings.duration,
-                                                steps=self.settings.steps, guidance=self.settings.guidance)
+                                                steps=self.settings.steps, guidance=self.settings.guidance,
+                                                scheduler=self.settings.scheduler)
             seconds = (time.perf_counter() - started) / len(ok)
             for i, waveform in zip(ok, waveforms):
                 wavs[i] = wav_bytes(waveform, self.generator.sample_rate)
@@ -245,7 +248,7 @@ def write_batch(batch: Batch, output: str, translator: str, settings: Generation
             "input": source, "output": audio_key if ok else "", "status": "ok" if ok else "error",
             "error": errors[i], "error_kind": kinds[i],
             "thumbnail": thumbnail_key if ok else "", "spectrogram": spectrogram_key if ok else "",
-            "translator": translator, "seed": int(batch["seed"][i]), "steps": settings.steps,
+            "translator": translator, "seed": int(batch["seed"][i]), "scheduler": settings.scheduler, "steps": settings.steps,
             "guidance": settings.guidance, "duration": settings.duration,
             "sample_rate": int(batch["sample_rate"][i]),
             "read_s": float(batch["read_s"][i]), "decode_s": float(batch["decode_s"][i]),
@@ -352,7 +355,7 @@ def run(job: SonifyJob, log=print) -> JobSummary:
     storage.makedirs(job.output)
     settings = job.settings
     storage.claim_output(job.output, {"job": "sonify", **job.models.describe(), "seed": settings.seed,
-                                      "steps": settings.steps, "guidance": settings.guidance,
+                                      "scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance,
                                       "duration": settings.duration})
     _remove_stale_temp_files(job.output)
     done = finished_inputs(manifest.compact(job.output))
