@@ -1,6 +1,6 @@
 """The only module that touches diffusers/transformers' AudioLDM parts: the CLAP target encoder and i2a's own sampler.
 
-diffusers stopped maintaining AudioLDMPipeline, so i2a owns the sampling loop over the maintained components
+diffusers stopped maintaining its AudioLDM pipeline, so i2a owns the sampling loop over the maintained components
 (UNet2DConditionModel, AutoencoderKL, any diffusers scheduler, SpeechT5HifiGan, ClapTextModelWithProjection).
 tests/test_audioldm_adapter.py checks it against the pipeline for as long as diffusers ships one.
 """
@@ -71,7 +71,7 @@ class ClapTextEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """[B, dim] float32 unit vectors, as AudioLDMPipeline._encode_prompt computes them.
+        """[B, dim] float32 unit vectors, as the diffusers AudioLDM pipeline computed them.
 
         Padding goes only to the batch's longest text: the attention mask hides padding, so the vectors
         equal those of padding to the model maximum, at a fraction of the cost for short captions.
@@ -171,7 +171,7 @@ class AudioLDMGenerator:
 
     @property
     def min_duration(self) -> float:
-        """Shortest clip: one latent frame, as AudioLDMPipeline.check_inputs computed it."""
+        """Shortest clip: one latent frame, as the diffusers AudioLDM pipeline computed it."""
         return self.seconds_per_frame * self.vae_scale_factor
 
     def check_duration(self, duration: float) -> None:

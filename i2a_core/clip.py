@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from i2a_core import hub, storage, tiny
 from i2a_core.devices import pick_device, pick_dtype
@@ -99,6 +98,7 @@ class ClipEncoder:
 
     def __init__(self, spec: ClipSpec = ClipSpec(), device: str | None = None, batch_size: int = 64):
         import open_clip
+        import torch
 
         name, pretrained = resolve_clip(spec)
         self.spec = spec
@@ -114,26 +114,31 @@ class ClipEncoder:
         self.context_length = getattr(self.tokenizer, "context_length", 77)
         self.dim = int(self.encode_texts([""]).shape[1])
 
-    @torch.inference_mode()
-    def encode_pixels(self, pixels: torch.Tensor | np.ndarray) -> np.ndarray:
+    def encode_pixels(self, pixels) -> np.ndarray:
         """Encode preprocessed images, shape [B, 3, H, W], as produced by `self.preprocess`."""
-        pixels = torch.as_tensor(pixels)
-        out = [self.model.encode_image(chunk.to(self.device, self.dtype)).float().cpu()
-               for chunk in pixels.split(self.batch_size)]
+        import torch
+
+        with torch.inference_mode():
+            out = [self.model.encode_image(chunk.to(self.device, self.dtype)).float().cpu()
+                   for chunk in torch.as_tensor(pixels).split(self.batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
     def encode_images(self, images: list) -> np.ndarray:
         """Encode PIL images with the model's own preprocessing (CLIP's mean/std, not ImageNet's)."""
         if not images:
             return np.zeros((0, self.dim), np.float32)
+        import torch
+
         return self.encode_pixels(torch.stack([self.preprocess(image) for image in images]))
 
-    @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
+
         out = []
-        for start in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(list(texts[start:start + self.batch_size])).to(self.device)
-            out.append(self.model.encode_text(tokens).float().cpu())
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                tokens = self.tokenizer(list(texts[start:start + self.batch_size])).to(self.device)
+                out.append(self.model.encode_text(tokens).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
     @property

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from i2a_core import hub
-from i2a_core.audioldm import DEFAULT_AUDIOLDM, resolve_audioldm
 from i2a_core.clip import ClipSpec, resolve_clip
 
 
@@ -31,6 +30,7 @@ class Preset:
     note: str
 
 
+DEFAULT_AUDIOLDM = "cvssp/audioldm-s-full-v2"  # audioldm.DEFAULT_AUDIOLDM, restated so presets import no torch
 PRESETS = {
     "audioldm-s-full-v2": Preset(
         ModelSpec(ClipSpec("ViT-B-32", "openai"), DEFAULT_AUDIOLDM, None),
@@ -71,6 +71,8 @@ def check_models_reachable(models: ModelSpec, need_clip: bool = True) -> None:
     Online, nothing is downloaded here: each actor fetches what it loads. Offline, the references are
     resolved against the local cache only, which is cheap and raises ModelUnavailable naming the model.
     """
+    from i2a_core.audioldm import resolve_audioldm
+
     if hub.hub_reachable():
         return
     resolve_audioldm(models.audioldm)

@@ -9,16 +9,19 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile
 
 from i2a_core import images, storage, tiny
-from i2a_core.audioldm import AudioLDMGenerator
-from i2a_core.clip import ClipEncoder
 from i2a_core.listing import InputItem
 from i2a_core.presets import ModelSpec
-from i2a_core.translator import Translator, TranslatorError, load_translator
+from i2a_core.translation import TranslatorError
+
+if TYPE_CHECKING:  # the models import torch; this module must not, so that write stages stay small
+    from i2a_core.clip import ClipEncoder
+    from i2a_core.translator import Translator
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,10 @@ class Sonifier:
     """The whole model chain, loaded once per process (or per Ray actor)."""
 
     def __init__(self, models: ModelSpec, device: str | None = None, need_translator: bool = True):
+        from i2a_core.audioldm import AudioLDMGenerator
+        from i2a_core.clip import ClipEncoder
+        from i2a_core.translator import load_translator
+
         self.models = models
         self.clip: ClipEncoder | None = None
         self.translator: Translator | None = None

@@ -17,8 +17,6 @@ import os
 import shutil
 import uuid
 
-import torch
-
 TINY_SCHEME = "tiny:"
 RANDOM_SCHEME = "random:"
 # Bump when the shapes or layout below change, so stale caches are rebuilt.
@@ -86,6 +84,7 @@ def _save_clip(directory: str, model, config: dict) -> None:
 
 def _build_clip(directory: str) -> None:
     import open_clip
+    import torch
 
     torch.manual_seed(0)
     _save_clip(directory, open_clip.CLIP(**CLIP_CONFIG), CLIP_CONFIG)
@@ -93,6 +92,7 @@ def _build_clip(directory: str) -> None:
 
 def _build_full_clip(directory: str) -> None:
     import open_clip
+    import torch
 
     torch.manual_seed(0)
     config = open_clip.get_model_config("ViT-B-32")  # open_clip's own architecture config
@@ -157,6 +157,7 @@ def _audioldm_scheduler():
 def _build_audioldm(directory: str) -> None:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import ClapTextConfig, ClapTextModelWithProjection, SpeechT5HifiGan, SpeechT5HifiGanConfig
+    import torch
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -194,6 +195,7 @@ def _build_full_audioldm(directory: str) -> None:
     """AudioLDM-S-full-v2's architecture: the conversion script's default config, as diffusers builds it."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import ClapTextConfig, ClapTextModelWithProjection, SpeechT5HifiGan, SpeechT5HifiGanConfig
+    import torch
 
     torch.manual_seed(0)
     channels = (128, 256, 384, 640)  # model_channels 128 x channel_mult (1, 2, 3, 5)
@@ -226,6 +228,7 @@ def _build_full_audioldm(directory: str) -> None:
 
 def _build_translator(directory: str) -> None:
     from i2a_core.translator import MLPTranslator, TranslatorConfig
+    import torch
 
     torch.manual_seed(0)
     config = TranslatorConfig(type="mlp", in_dim=CLIP_DIM, out_dim=CLAP_DIM, hidden=32,
@@ -235,6 +238,7 @@ def _build_translator(directory: str) -> None:
 
 def _build_full_translator(directory: str) -> None:
     from i2a_core.translator import MLPTranslator, TranslatorConfig
+    import torch
 
     torch.manual_seed(0)
     config = TranslatorConfig(type="mlp", in_dim=FULL_CLIP_DIM, out_dim=FULL_CLAP_DIM, hidden=512,

@@ -14,14 +14,10 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from i2a_core import hub, storage
+from i2a_core.translation import SOUNDS_LIKE, TranslatorError  # noqa: F401  (defined torch-free, used here)
 
 CONFIG_NAME = "config.json"
-SOUNDS_LIKE = "sounds_like"  # explain()'s key: [{"caption": str, "weight": float}, ...], best first
 WEIGHTS_NAME = "model.safetensors"
-
-
-class TranslatorError(ValueError):
-    """A translator that cannot be used: missing, malformed, or the wrong shape for the encoders."""
 
 
 @dataclass
