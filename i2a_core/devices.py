@@ -35,8 +35,8 @@ def match_torch_threads_to_ray() -> int:
     import torch
 
     ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return torch.get_num_threads()
+    if ray is None or not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+        return torch.get_num_threads()  # not inside an actor (a driver, an in-process run)
     resources = ray.get_runtime_context().get_assigned_resources()
     if resources.get("GPU") or not resources.get("CPU"):
         return torch.get_num_threads()

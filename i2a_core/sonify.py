@@ -50,6 +50,7 @@ class Sonifier:
         from i2a_core.translator import load_translator
 
         self.models = models
+        self._compiled = False
         self.clip: ClipEncoder | None = None
         self.translator: Translator | None = None
         if need_translator:  # the translator first: it is small, and a bad one should fail before big loads
@@ -74,6 +75,9 @@ class Sonifier:
 
     def generate(self, clap_vectors: np.ndarray, keys: list[str], settings: GenerationSettings) -> list[np.ndarray]:
         seeds = [seed_for(key, settings.seed) for key in keys]
+        if settings.compile and not self._compiled:
+            self.generator.compile()
+            self._compiled = True
         return self.generator.generate(clap_vectors, seeds, duration=settings.duration, steps=settings.steps,
                                        guidance=settings.guidance, scheduler=settings.scheduler)
 
