@@ -20,14 +20,15 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from peak_memory import PeakMemory  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from i2a_core import images, sources  # noqa: E402
@@ -93,49 +94,6 @@ def plain_loop(folder: str, output: str, models, batch_size: int) -> int:
     return len(table)
 
 
-class PeakMemory:
-    """Largest summed RSS of this process and all its descendants while the block runs."""
-
-    def __init__(self, interval_s: float = 0.05):
-        self.interval_s, self.peak = interval_s, 0
-        self._stop = threading.Event()
-
-    def _tree_rss(self) -> int:
-        children: dict[int, list[int]] = {}
-        rss: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{entry}/statm") as f:
-                    rss[int(entry)] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-        total, stack = 0, [os.getpid()]
-        while stack:
-            pid = stack.pop()
-            total += rss.get(pid, 0)
-            stack.extend(children.get(pid, []))
-        return total
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._tree_rss())
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=500, help="images to embed (default: 500; report 5000)")
@@ -198,7 +156,8 @@ def main() -> None:
           f"(fresh process, torch threads: {threads})")
     print(f"ray embed  : {ray_rate:8.1f} rows/s  ({ray_s:.1f} s)  peak RSS {ray_memory.peak / 2**20:,.0f} MiB "
           f"(driver + local Ray instance, {args.actors} actor(s))")
-    print(f"ratio      : {ray_rate / loop_rate:.2f}x the loop")
+    print(f"ratio      : {ray_rate / loop_rate:.2f}x the loop's rows/s, {ray_memory.peak / loop_memory.peak:.2f}x its "
+          f"peak memory")
     print("ray stages (busy rows/s per worker): " + ", ".join(
         f"{name} {stage['rows_per_s']}" for name, stage in stats["stages"].items()))
     if args.json:
@@ -211,8 +170,14 @@ def main() -> None:
                              "peak_rss_bytes": loop_memory.peak, "torch_threads": args.loop_threads or "default"},
                 "i2a": {"name": "ray embed job", "value": ray_rate, "unit": "rows/s", "seconds": ray_s,
                         "peak_rss_bytes": ray_memory.peak},
-                "ratio": ray_rate / loop_rate, "target": {"op": ">=", "value": 1.5},
+                "ratio": ray_rate / loop_rate, "target": {"op": ">=", "value": 0.95},
+                "checks": [
+                    {"name": "embed Ray rows/s / plain loop", "ratio": ray_rate / loop_rate, "op": ">=", "value": 0.95},
+                    {"name": "embed Ray peak memory / plain loop", "ratio": ray_memory.peak / loop_memory.peak,
+                     "op": "<=", "value": 1.3}],
                 "stages_rows_per_s": {name: stage["rows_per_s"] for name, stage in stats["stages"].items()},
+                "stages_s": {f"{name} per row (busy)": stage["busy_s"] / stage["rows"]
+                             for name, stage in stats["stages"].items() if stage["rows"]},
             }, f, indent=2)
 
 

@@ -1,6 +1,7 @@
 """Run every benchmark, each in its own process, and write their figures as JSON plus a Markdown table.
 
     python bench/run_all.py --quick                    # small sizes, a few minutes on 2 CPU cores
+    python bench/run_all.py --full                     # real model sizes (--preset full-random), offline
     python bench/run_all.py                            # the sizes to report; on a GPU node adds absolute figures
     python bench/run_all.py --audioldm cvssp/audioldm-s-full-v2   # plus AudioLDM clips/s and real-time factor
     ray job submit --address ADDR --working-dir . -- python bench/run_all.py --output /tmp/results.json
@@ -38,6 +39,14 @@ RELATIVE = [
     ("sonify", ["--images", "16", "--duration", "5", "--steps", "20", "--batch-size", "8"],
      ["--images", "256", "--duration", "5", "--steps", "20", "--batch-size", "8"]),
 ]
+# Real architectures with random weights: what a user pays, measured against the plain loop, the in-process
+# runner and diffusers' pipeline. Short (few rows, steps and clips) but at full model size.
+FULL = [
+    ("embed", ["--preset", "full-random", "--rows", "256", "--batch-size", "32"]),
+    ("sonify", ["--preset", "full-random", "--compare", "runners", "--images", "4", "--duration", "5", "--steps", "2",
+                "--batch-size", "4"]),
+    ("generator", ["--preset", "full-random"]),
+]
 
 
 def run_bench(name: str, arguments: list[str]) -> dict:
@@ -71,6 +80,41 @@ def target_met(figures: dict) -> bool | None:
     return figures["ratio"] >= target["value"] if target["op"] == ">=" else figures["ratio"] <= target["value"]
 
 
+def check_met(check: dict) -> bool:
+    return check["ratio"] >= check["value"] if check["op"] == ">=" else check["ratio"] <= check["value"]
+
+
+def full_markdown(full: list[dict]) -> list[str]:
+    """The full-size section: every target as a measured ratio, per-stage seconds, peak memory, GPU figures."""
+    lines = ["", "## Full size (--preset full-random: real architectures, random weights)", "",
+             "| bench | check | measured ratio | target | met? |", "| --- | --- | ---: | --- | --- |"]
+    for bench in full:
+        if "failed" in bench:
+            lines.append(f"| {bench['benchmark']} | `{bench['run']['command']}` | - | - | failed |")
+            continue
+        for check in bench.get("checks", []):
+            lines.append(f"| {bench['benchmark']} | {check['name']} | {check['ratio']:.2f}x | {check['op']} "
+                         f"{check['value']}x | {'yes' if check_met(check) else 'no'} |")
+    lines += ["", "| bench | stage | seconds |", "| --- | --- | ---: |"]
+    for bench in full:
+        for stage, seconds in (bench.get("stages_s") or {}).items():
+            lines.append(f"| {bench['benchmark']} | {stage} | {seconds:.4f} |")
+    lines += ["", "Peak memory (RSS summed over the whole process tree): " + "; ".join(
+        f"{bench['benchmark']} " + (", ".join(f"{side['name']} {side['peak_rss_bytes'] / 2**30:.2f} GiB"
+                                              for side in (bench.get("baseline"), bench.get("i2a")) if side)
+                                    or f"{bench.get('peak_rss_bytes', 0) / 2**30:.2f} GiB")
+        for bench in full if "failed" not in bench) + "."]
+    generator = next((b for b in full if b.get("benchmark") == "generator" and "failed" not in b), None)
+    gpu = generator.get("gpu") if generator else None
+    lines += ["", "| GPU batch | scheduler | clips/s | real-time factor |", "| ---: | --- | ---: | ---: |"]
+    if isinstance(gpu, list):
+        lines += [f"| {r['batch']} | {r['scheduler']} {r['steps']} | {r['clips_per_s']:.2f} | "
+                  f"{r['real_time_factor']:.1f} |" for r in gpu]
+    else:
+        lines.append("| - | - | no GPU in this run | no GPU in this run |")
+    return lines
+
+
 def gpu_present() -> bool:
     import torch
 
@@ -102,7 +146,7 @@ def results_markdown(results: dict) -> str:
             f"{target['value']}x | {'yes' if bench['met'] else 'no'} |")
     lines += ["", "Load average while each ran (before -> after): " + "; ".join(
         f"{b['benchmark']} {b['run']['load_average_before'][0]:.1f} -> {b['run']['load_average_after'][0]:.1f}"
-        for b in results["relative"]) + "."]
+        for b in results["relative"] + results.get("full", [])) + "."]
     for bench in results["relative"]:
         if "failed" in bench:
             lines += ["", f"{bench['benchmark']} failed: {bench['failed'].splitlines()[0]}"]
@@ -131,6 +175,8 @@ def results_markdown(results: dict) -> str:
             if "note" in audio:
                 lines += ["", f"AudioLDM note: {audio['note']}"]
         lines += ["", "## Projection", "", projection_markdown(results)]
+    if results.get("full"):
+        lines += full_markdown(results["full"])
     return "\n".join(lines) + "\n"
 
 
@@ -144,12 +190,14 @@ def main() -> int:
     parser.add_argument("--output", default=os.path.join(BENCH_DIR, "results.json"),
                         help="JSON file to write; the Markdown goes beside it as .md (default: bench/results.json)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not figures to report")
+    parser.add_argument("--full", action="store_true",
+                        help="only the full-size benches (--preset full-random): the real cost, offline")
     parser.add_argument("--absolute", action="store_true", help="run the absolute throughput bench even without a GPU")
     parser.add_argument("--audioldm", help="AudioLDM path or hub id for the absolute AudioLDM figure")
     parser.add_argument("--render", action="store_true",
                         help="run nothing: rewrite the Markdown from the existing --output JSON")
     parser.add_argument("--only", help="comma-separated subset of: embed,train,sonify,absolute")
-    for name, _, _ in RELATIVE + [("absolute", None, None)]:
+    for name, _, _ in RELATIVE + [("absolute", None, None), ("generator", None, None)]:
         parser.add_argument(f"--{name}-args", default="", help=f"extra arguments for bench/{name}.py (one string)")
     args = parser.parse_args()
     markdown_path = os.path.splitext(args.output)[0] + ".md"
@@ -161,6 +209,8 @@ def main() -> int:
         print(f"wrote {markdown_path}")
         return 0
     only = set(args.only.split(",")) if args.only else None
+    if args.full:
+        only = only or {name for name, _ in FULL}
     import torch
 
     gpu = gpu_present()
@@ -169,9 +219,15 @@ def main() -> int:
         "host": platform.node(), "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg(),
         "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None, "commit": git_commit()}}
 
-    # 1. Relative benches: i2a against a baseline in the same command.
-    results["relative"] = []
-    for name, quick_args, full_args in RELATIVE:
+    # 1. Relative benches: i2a against a baseline in the same command (--full: at real model size).
+    results["relative"], results["full"] = [], []
+    for name, full_args in FULL if args.full else []:
+        if name in only:
+            bench = run_bench(name, full_args + shlex.split(getattr(args, f"{name}_args", "") or ""))
+            if "failed" not in bench:
+                bench["met"] = all(check_met(c) for c in bench.get("checks", []))
+            results["full"].append(bench)
+    for name, quick_args, full_args in [] if args.full else RELATIVE:
         if only is None or name in only:
             bench = run_bench(name, (quick_args if args.quick else full_args)
                               + shlex.split(getattr(args, f"{name}_args")))
@@ -180,7 +236,9 @@ def main() -> int:
             results["relative"].append(bench)
 
     # 2. Absolute throughput: on a GPU, or when asked for.
-    if only is not None and "absolute" not in only:
+    if args.full:
+        results["absolute_skipped"] = "--full runs the full-size benches only"
+    elif only is not None and "absolute" not in only:
         results["absolute_skipped"] = "not selected with --only"
     elif gpu or args.absolute:
         absolute_args = (["--quick"] if args.quick else []) + (["--audioldm", args.audioldm] if args.audioldm else [])
@@ -196,7 +254,8 @@ def main() -> int:
     with open(markdown_path, "w") as f:
         f.write(results_markdown(results))
     print(f"\n{results_markdown(results)}\nwrote {args.output} and {markdown_path}")
-    return 1 if any("failed" in b for b in results["relative"] + [results.get("absolute") or {}]) else 0
+    return 1 if any("failed" in b for b in results["relative"] + results["full"] + [results.get("absolute") or {}]) \
+        else 0
 
 
 if __name__ == "__main__":

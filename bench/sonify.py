@@ -1,15 +1,25 @@
-"""Clips/s of the bulk sonify job against a loop that calls the diffusers pipeline once per image, same models."""
+"""The bulk sonify job against a baseline over the same models: a loop of one generator call per image
+(`--compare loop`), or the job's own in-process runner (`--compare runners`: Ray against `--runner local`,
+each in a fresh process, with the peak memory of its whole process tree).
+
+    python bench/sonify.py                                          # tiny, job vs loop
+    python bench/sonify.py --preset full-random --compare runners --images 4 --duration 5 --steps 2
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import numpy as np
+from peak_memory import PeakMemory
 from PIL import Image
 
 from i2a_core import images, storage
@@ -36,7 +46,7 @@ def make_images(folder: str, count: int) -> list[str]:
 
 
 def baseline(args, paths: list[str], root: str, output: str) -> tuple[float, float]:
-    """(model load s, clips/s): per image read, decode, CLIP, translate, one pipeline call, write."""
+    """(model load s, clips/s): per image read, decode, CLIP, translate, one generator call, write."""
     started = time.perf_counter()
     sonifier = Sonifier(models_from_args(args), device=args.device)
     load_s = time.perf_counter() - started
@@ -46,14 +56,65 @@ def baseline(args, paths: list[str], root: str, output: str) -> tuple[float, flo
         key = os.path.relpath(path, root)
         clap, _ = sonifier.clap_for_images([images.load_image(path)])
         (waveform,) = sonifier.generator.generate(clap, [seed_for(key, settings.seed)], duration=settings.duration,
-                                                  steps=settings.steps, guidance=settings.guidance)
+                                                  steps=settings.steps, guidance=settings.guidance,
+                                                  scheduler=settings.scheduler)
         storage.write_bytes_atomic(os.path.join(output, key + ".wav"),
                                    wav_bytes(waveform, sonifier.generator.sample_rate))
     return load_s, len(paths) / (time.perf_counter() - started)
 
 
+def child_run(args, root: str, output: str) -> int:
+    """One job run in this (fresh) process; prints its figures as one JSON line."""
+    if args.child == "ray":
+        import ray
+
+        ray.init(include_dashboard=False, log_to_driver=False)  # cluster start is not the job's cost
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    job = SonifyJob(inputs=(root,), output=output, models=models_from_args(args), settings=generation_from_args(args),
+                    runner=args.child)
+    summary = run(job, log=lambda line: None)
+    from i2a_core import manifest
+
+    table = manifest.read(output).to_pydict()
+    stages = {f"{name} per clip": float(np.mean(table[name])) for name in
+              ("read_s", "decode_s", "encode_s", "generate_s", "write_s")}
+    print(json.dumps({"wall_s": summary.wall_s, "ok": summary.ok, "error": summary.error, "stages_s": stages}))
+    return 0
+
+
+def compare_runners(args, root: str, work: str) -> dict:
+    """`--runner local`, then Ray, then local again, each a fresh process measured with its process tree."""
+    runs = []
+    for i, runner in enumerate(["local", "ray", "local"]):
+        command = [sys.executable, os.path.abspath(__file__), "--child", runner, "--child-root", root,
+                   "--child-output", os.path.join(work, f"{runner}-{i}"), *sys.argv[1:]]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+            with PeakMemory(root=child.pid) as memory:
+                out, err = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"{runner} run failed: {err[-2000:]}")
+        figures = json.loads(out.strip().splitlines()[-1])
+        runs.append({"runner": runner, **figures, "peak_rss_bytes": memory.peak})
+        print(f"{runner:5}: {figures['ok']} clips in {figures['wall_s']:.1f} s, peak RSS "
+              f"{memory.peak / 2**30:.2f} GiB (process tree)")
+    local = [r for r in runs if r["runner"] == "local"]
+    ray_run = runs[1]
+    local_wall = sum(r["wall_s"] for r in local) / len(local)
+    local_peak = max(r["peak_rss_bytes"] for r in local)
+    speed = local_wall / ray_run["wall_s"]
+    memory_ratio = ray_run["peak_rss_bytes"] / local_peak
+    print(f"Ray / local: {speed:.2f}x the speed (local wall = mean of both local runs), "
+          f"{memory_ratio:.2f}x the peak memory")
+    return {"runs": runs, "speed_ratio": speed, "memory_ratio": memory_ratio, "local_wall_s": local_wall,
+            "local_peak_rss_bytes": local_peak}
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", choices=["loop", "runners"], default="loop")
+    parser.add_argument("--child", choices=["local", "ray"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-root", help=argparse.SUPPRESS)
+    parser.add_argument("--child-output", help=argparse.SUPPRESS)
     parser.add_argument("--images", type=int, default=32, help="synthetic 640x480 JPEGs to sonify (default: 32)")
     parser.add_argument("--runner", choices=["local", "ray"], default="ray")
     parser.add_argument("--gpus-per-actor", type=float)
@@ -65,11 +126,35 @@ def main() -> int:
     args = parser.parse_args()
     quiet_libraries()
     settings = generation_from_args(args)
+    if args.child:
+        return child_run(args, args.child_root, args.child_output)
     with tempfile.TemporaryDirectory() as work:
         root = os.path.join(work, "images")
         paths = make_images(root, args.images)
         print(f"{args.images} images, preset {args.preset}, {settings.duration:g} s clips, {settings.steps} steps, "
-              f"batch {settings.batch_size}, runner {args.runner}")
+              f"{settings.scheduler}, batch {settings.batch_size}, compare {args.compare}")
+        if args.compare == "runners":
+            result = compare_runners(args, root, work)
+            workload = (f"{args.images} images, preset {args.preset}, {settings.duration:g} s clips, "
+                        f"{settings.steps} {settings.scheduler} steps, batch {settings.batch_size}")
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({
+                        "benchmark": "sonify", "workload": workload,
+                        "baseline": {"name": "sonify-job --runner local", "value": result["local_wall_s"],
+                                     "unit": "s", "peak_rss_bytes": result["local_peak_rss_bytes"]},
+                        "i2a": {"name": "sonify-job on Ray", "value": result["runs"][1]["wall_s"], "unit": "s",
+                                "peak_rss_bytes": result["runs"][1]["peak_rss_bytes"]},
+                        "ratio": result["speed_ratio"], "target": {"op": ">=", "value": 0.9},
+                        "checks": [
+                            {"name": "sonify-job Ray speed / --runner local", "ratio": result["speed_ratio"],
+                             "op": ">=", "value": 0.9},
+                            {"name": "sonify-job Ray peak memory / --runner local", "ratio": result["memory_ratio"],
+                             "op": "<=", "value": 1.5}],
+                        "stages_s": {f"{r['runner']}#{i} {k}": v for i, r in enumerate(result["runs"])
+                                     for k, v in r["stages_s"].items()},
+                        "runs": result["runs"]}, f, indent=2)
+            return 0
 
         load_s, loop_rate = baseline(args, paths, root, os.path.join(work, "loop"))
         print(f"loop (one pipeline call per image): {loop_rate:.3f} clips/s, models loaded in {load_s:.1f} s "

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
-import torch
 
 from i2a_core import hub, storage, tiny
 from i2a_core.devices import pick_device, pick_dtype
@@ -16,8 +16,8 @@ def resolve_clip(spec: ClipSpec) -> tuple[str, str | None]:
     """(model name, pretrained) that open_clip can load without touching the network."""
     import open_clip
 
-    if tiny.is_tiny(spec.model):
-        return f"local-dir:{tiny.resolve(spec.model)}", None
+    if tiny.is_generated(spec.model):
+        return f"local-dir:{hub.local_model(spec.model)}", None
     if spec.model.startswith("local-dir:"):
         path = spec.model[len("local-dir:"):]
         if not os.path.isdir(path):
@@ -55,11 +55,42 @@ def resolve_clip(spec: ClipSpec) -> tuple[str, str | None]:
     return spec.model, pretrained
 
 
+def image_transform(spec: ClipSpec):
+    """CLIP's eval preprocessing (resize, crop, CLIP's mean/std) from the model config alone: no weights loaded.
+
+    Decode workers use it instead of a CPU copy of the model (1.7 GB at ViT-B/32); it is the transform
+    open_clip.create_model_and_transforms returns, merged from the same config sources.
+    """
+    from dataclasses import asdict
+
+    import open_clip
+    from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+
+    preprocess = asdict(PreprocessCfg())
+    if tiny.is_generated(spec.model) or spec.model.startswith(("local-dir:", "hf-hub:")):
+        name, _ = resolve_clip(spec)
+        with open(os.path.join(name[len("local-dir:"):], "open_clip_config.json")) as f:
+            config = json.load(f)
+        model_cfg = config["model_cfg"]
+        preprocess = merge_preprocess_dict(preprocess, config.get("preprocess_cfg", {}))
+    else:
+        model_cfg = open_clip.get_model_config(spec.model)
+        if model_cfg is None:
+            raise hub.ModelUnavailable(f"cannot load CLIP '{spec.model}': not an open_clip model name "
+                                       f"(see open_clip.list_models()), hf-hub:ORG/NAME or local-dir:PATH")
+        tag = open_clip.get_pretrained_cfg(spec.model, spec.pretrained) if spec.pretrained else None
+        preprocess = merge_preprocess_dict(preprocess, tag or {})
+    size = model_cfg["vision_cfg"].get("image_size", 224)
+    preprocess["size"] = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+    return image_transform_v2(PreprocessCfg(**preprocess), is_train=False)
+
+
 class ClipEncoder:
     """CLIP image and text towers. Vectors come back as CLIP outputs them: float32, not normalised."""
 
     def __init__(self, spec: ClipSpec = ClipSpec(), device: str | None = None, batch_size: int = 64):
         import open_clip
+        import torch
 
         name, pretrained = resolve_clip(spec)
         self.spec = spec
@@ -75,26 +106,31 @@ class ClipEncoder:
         self.context_length = getattr(self.tokenizer, "context_length", 77)
         self.dim = int(self.encode_texts([""]).shape[1])
 
-    @torch.inference_mode()
-    def encode_pixels(self, pixels: torch.Tensor | np.ndarray) -> np.ndarray:
+    def encode_pixels(self, pixels) -> np.ndarray:
         """Encode preprocessed images, shape [B, 3, H, W], as produced by `self.preprocess`."""
-        pixels = torch.as_tensor(pixels)
-        out = [self.model.encode_image(chunk.to(self.device, self.dtype)).float().cpu()
-               for chunk in pixels.split(self.batch_size)]
+        import torch
+
+        with torch.inference_mode():
+            out = [self.model.encode_image(chunk.to(self.device, self.dtype)).float().cpu()
+                   for chunk in torch.as_tensor(pixels).split(self.batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
     def encode_images(self, images: list) -> np.ndarray:
         """Encode PIL images with the model's own preprocessing (CLIP's mean/std, not ImageNet's)."""
         if not images:
             return np.zeros((0, self.dim), np.float32)
+        import torch
+
         return self.encode_pixels(torch.stack([self.preprocess(image) for image in images]))
 
-    @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
+
         out = []
-        for start in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(list(texts[start:start + self.batch_size])).to(self.device)
-            out.append(self.model.encode_text(tokens).float().cpu())
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                tokens = self.tokenizer(list(texts[start:start + self.batch_size])).to(self.device)
+                out.append(self.model.encode_text(tokens).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
     @property

@@ -1,4 +1,5 @@
-"""Turn model references (hub ids, local dirs, s3:// prefixes) into local paths, failing fast when offline."""
+"""Turn model references (hub ids, local dirs, s3:// prefixes, generated tiny:/random: models) into local paths,
+failing fast when offline."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import socket
 import urllib.parse
 
-from i2a_core import storage
+from i2a_core import storage, tiny
 
 
 class ModelUnavailable(RuntimeError):
@@ -44,12 +45,15 @@ def _offline_message(what: str, reference: str, flag: str, filename: str = "") -
     )
 
 
-def resolve_repo(reference: str, what: str, flag: str, allow_patterns: list[str] | None = None) -> str:
-    """A local directory for a hub repo id, a local path or an s3:// prefix."""
-    from i2a_core import tiny  # builds with torch: imported only when a model is resolved
+def local_model(reference: str) -> str:
+    """A generated model's local directory (built on first use); any other reference unchanged."""
+    return tiny.resolve(reference, cache_dir()) if tiny.is_generated(reference) else reference
 
-    if tiny.is_tiny(reference):
-        return tiny.resolve(reference)
+
+def resolve_repo(reference: str, what: str, flag: str, allow_patterns: list[str] | None = None) -> str:
+    """A local directory for a hub repo id, a local path, an s3:// prefix or a generated model."""
+    if tiny.is_generated(reference):
+        return local_model(reference)
     if os.path.isdir(reference):
         return reference
     if storage.is_remote(reference):

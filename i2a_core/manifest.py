@@ -22,6 +22,7 @@ SCHEMA = pa.schema([
     ("spectrogram", pa.string()),
     ("translator", pa.string()),
     ("seed", pa.int64()),
+    ("scheduler", pa.string()),  # ddim | dpm++ | unipc
     ("steps", pa.int32()),
     ("guidance", pa.float32()),
     ("duration", pa.float32()),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from i2a_core import hub
+from i2a_core import hub, tiny
 
 # Plain data only at import time: the CLI reads presets for --help without importing torch.
 DEFAULT_AUDIOLDM = "cvssp/audioldm-s-full-v2"
+# --scheduler choices -> diffusers class, each built from the checkpoint's own scheduler config.
+SCHEDULERS = {"ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler"}
+DEFAULT_SCHEDULER = "ddim"  # AudioLDM's own
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ PRESETS = {
         ModelSpec(ClipSpec("tiny:clip", None), "tiny:audioldm", "tiny:translator"),
         duration=2.5, steps=4, guidance=2.5, random_weights=True,
         note="tiny random models built offline in seconds, for tests and trying the pipeline; the audio is noise."),
+    "full-random": Preset(
+        ModelSpec(ClipSpec("random:ViT-B-32", None), "random:audioldm-s-full-v2", "random:translator"),
+        duration=10.0, steps=50, guidance=2.5, random_weights=True,
+        note="the real architectures (CLIP ViT-B/32, AudioLDM-S-full-v2, a 512->512 translator) with random "
+             "weights, built offline once (~2 GB): real sizes and real cost for benchmarks; the audio is noise."),
 }
 DEFAULT_PRESET = "audioldm-s-full-v2"
 
@@ -68,10 +76,10 @@ def resolve_models(preset: str = DEFAULT_PRESET, clip_model: str | None = None, 
         clip = ClipSpec(clip_model, clip_pretrained or "openai")
     elif clip_pretrained is not None:
         clip = replace(clip, pretrained=clip_pretrained)
-    # Random models stay in the mix unless every one of them was replaced.
-    random_weights = PRESETS[preset].random_weights and not (clip_model and audioldm and translator)
-    return ModelSpec(clip=clip, audioldm=audioldm or models.audioldm, translator=translator or models.translator,
-                     random_weights=random_weights)
+    audioldm, translator = audioldm or models.audioldm, translator or models.translator
+    # Any generated (random-weight) model in the mix makes the audio noise and the metrics meaningless.
+    random_weights = any(tiny.is_generated(reference) for reference in (clip.model, audioldm, translator))
+    return ModelSpec(clip=clip, audioldm=audioldm, translator=translator, random_weights=random_weights)
 
 
 def check_models_reachable(models: ModelSpec, need_clip: bool = True) -> None:

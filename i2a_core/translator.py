@@ -13,15 +13,11 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from i2a_core import storage, tiny
+from i2a_core import hub, storage
+from i2a_core.translation import SOUNDS_LIKE, TranslatorError  # noqa: F401  (defined torch-free, used here)
 
 CONFIG_NAME = "config.json"
-SOUNDS_LIKE = "sounds_like"  # explain()'s key: [{"caption": str, "weight": float}, ...], best first
 WEIGHTS_NAME = "model.safetensors"
-
-
-class TranslatorError(ValueError):
-    """A translator that cannot be used: missing, malformed, or the wrong shape for the encoders."""
 
 
 @dataclass
@@ -280,8 +276,7 @@ def _weights_header(url: str) -> dict[str, tuple[str, tuple[int, ...]]]:
 def inspect_translator(url: str) -> TranslatorConfig:
     """Check a translator directory without loading its weights: config.json, and every tensor's name,
     dtype and shape (from the safetensors header) against the module config.json describes."""
-    if tiny.is_tiny(url):
-        url = tiny.resolve(url)
+    url = hub.local_model(url)
     try:
         text = storage.read_bytes(storage.join(url, CONFIG_NAME))
         if len(text) > MAX_HEADER_BYTES:
@@ -316,8 +311,7 @@ def load_translator(url: str) -> Translator:
 
     Every way a file can be wrong is a TranslatorError naming it, raised before the module is allocated.
     """
-    if tiny.is_tiny(url):
-        url = tiny.resolve(url)
+    url = hub.local_model(url)
     config = inspect_translator(url)
     try:
         weights = load_safetensors(storage.read_bytes(storage.join(url, WEIGHTS_NAME)))

@@ -1,4 +1,5 @@
-"""The AudioLDM adapter against the installed diffusers/transformers: fails if upstream changes what we rely on."""
+"""The AudioLDM adapter against the installed diffusers/transformers: i2a's own sampler, its schedulers, and
+what it relies on upstream. Fails if upstream changes what we rely on."""
 
 import inspect
 
@@ -6,49 +7,108 @@ import numpy as np
 import pytest
 import torch
 
-from i2a_core.audioldm import MAX_DURATION_S, AudioLDMGenerator, ClapTextEncoder
+from i2a_core import audioldm
+from i2a_core.audioldm import MAX_DURATION_S, SCHEDULERS, AudioLDMGenerator, ClapTextEncoder, resolve_audioldm
 from i2a_core.tiny import CLAP_DIM
 
 
 @pytest.fixture(scope="module")
-def generator():
-    return AudioLDMGenerator("tiny:audioldm")
+def generator(i2a_cache):
+    return AudioLDMGenerator("tiny:audioldm", device="cpu")
 
 
-def test_pipeline_still_takes_what_we_pass():
-    from diffusers import AudioLDMPipeline
+@pytest.fixture(scope="module")
+def clap_vectors():
+    torch.manual_seed(0)
+    return torch.nn.functional.normalize(torch.randn(3, CLAP_DIM), dim=-1).numpy()
 
-    parameters = inspect.signature(AudioLDMPipeline.__call__).parameters
-    for name in ("prompt_embeds", "negative_prompt_embeds", "audio_length_in_s", "num_inference_steps",
-                 "guidance_scale", "generator", "output_type"):
-        assert name in parameters, f"AudioLDMPipeline.__call__ lost '{name}'"
+
+def _pipeline(generator):
+    """diffusers' deprecated AudioLDMPipeline over the very same components, or a skip once it is gone."""
+    diffusers = pytest.importorskip("diffusers")
+    if not hasattr(diffusers, "AudioLDMPipeline"):
+        pytest.skip(f"diffusers {diffusers.__version__} no longer ships AudioLDMPipeline: "
+                    "nothing left to compare i2a's sampler with")
+    from transformers import AutoTokenizer
+
+    local = resolve_audioldm("tiny:audioldm")
+    clap = ClapTextEncoder.load(local, device="cpu")
+    pipe = diffusers.AudioLDMPipeline(vae=generator.vae, text_encoder=clap.text_encoder,
+                                      tokenizer=AutoTokenizer.from_pretrained(local, subfolder="tokenizer"),
+                                      unet=generator.unet, scheduler=generator.scheduler("ddim"),
+                                      vocoder=generator.vocoder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.mark.parametrize("steps,guidance,duration,batch", [
+    (1, 2.5, 0.5, 1), (3, 2.5, 1.5, 3), (4, 1.0, 1.0, 2), (2, 4.0, 0.37, 2), (5, 2.5, 2.0, 1),
+])
+def test_sampler_matches_the_diffusers_pipeline(generator, clap_vectors, steps, guidance, duration, batch):
+    pipe = _pipeline(generator)
+    seeds = list(range(7, 7 + batch))
+    ours = generator.generate(clap_vectors[:batch], seeds, duration=duration, steps=steps, guidance=guidance)
+    empty = torch.from_numpy(audioldm.empty_prompt_embedding(resolve_audioldm("tiny:audioldm")))
+    theirs = pipe(prompt_embeds=torch.from_numpy(clap_vectors[:batch]),
+                  negative_prompt_embeds=empty.expand(batch, -1), audio_length_in_s=duration,
+                  num_inference_steps=steps, guidance_scale=guidance,
+                  generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="np").audios
+    assert len(ours) == len(theirs) == batch
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() <= 1e-5
+
+
+def test_cached_empty_prompt_is_the_pipeline_negative(generator):
+    pipe = _pipeline(generator)
+    upstream = pipe._encode_prompt([""], torch.device("cpu"), 1, False)
+    np.testing.assert_allclose(generator._empty.numpy()[None], upstream.detach().float().numpy(), atol=1e-6)
+
+
+def test_image_generator_loads_no_text_encoder(generator):
+    assert generator.clap is None
+    assert not any("text" in name for name, _ in vars(generator).items() if isinstance(_, torch.nn.Module))
 
 
 def test_clap_targets_match_what_the_pipeline_conditions_on(generator):
-    texts = ["a dog barks in the rain", "", "engine idling"]
-    upstream = generator.pipe._encode_prompt(texts, generator.device, 1, False)
-    np.testing.assert_allclose(generator.clap.encode(texts), upstream.detach().float().numpy(), atol=1e-6)
+    texts = ["a dog barks in the rain", "", "engine idling while a man talks loudly near it"]
+    pipe = _pipeline(generator)
+    upstream = pipe._encode_prompt(texts, torch.device("cpu"), 1, False)
+    # i2a pads to the batch's longest caption, the pipeline to 77 tokens: the same vectors.
+    np.testing.assert_allclose(ClapTextEncoder.load("tiny:audioldm").encode(texts),
+                               upstream.detach().float().numpy(), atol=1e-6)
 
 
-def test_text_encoder_alone_loads_the_same_weights(generator):
-    texts = ["a cat meows", "waves crash"]
-    alone = ClapTextEncoder.load("tiny:audioldm")
-    np.testing.assert_allclose(alone.encode(texts), generator.clap.encode(texts), atol=1e-6)
+def test_components_we_rely_on_keep_their_interfaces():
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    forward = inspect.signature(UNet2DConditionModel.forward).parameters
+    for name in ("encoder_hidden_states", "class_labels", "return_dict"):
+        assert name in forward, f"UNet2DConditionModel.forward lost '{name}'"
+    assert "scale_model_input" in vars(DDIMScheduler) and "init_noise_sigma" in vars(DDIMScheduler())
 
 
-def test_generate_shapes_rate_and_seeds(generator):
-    clap = torch.nn.functional.normalize(torch.randn(3, CLAP_DIM), dim=-1).numpy()
-    audio = generator.generate(clap, seeds=[1, 2, 3], duration=1.5, steps=2)
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_every_scheduler_gives_length_rate_and_seed_determinism(generator, clap_vectors, scheduler):
+    audio = generator.generate(clap_vectors, seeds=[1, 2, 3], duration=1.5, steps=3, scheduler=scheduler)
     assert generator.sample_rate == 16000
     assert [a.shape for a in audio] == [(24000,)] * 3 and all(a.dtype == np.float32 for a in audio)
-    again = generator.generate(clap, seeds=[1, 2, 3], duration=1.5, steps=2)
+    again = generator.generate(clap_vectors, seeds=[1, 2, 3], duration=1.5, steps=3, scheduler=scheduler)
     for a, b in zip(audio, again):
         np.testing.assert_array_equal(a, b)
-    other = generator.generate(clap, seeds=[9, 2, 3], duration=1.5, steps=2)
+    other = generator.generate(clap_vectors, seeds=[9, 2, 3], duration=1.5, steps=3, scheduler=scheduler)
     assert not np.array_equal(audio[0], other[0])
     # A clip's seed, not its batch-mates, decides its audio.
-    alone = generator.generate(clap[1:2], seeds=[2], duration=1.5, steps=2)
-    np.testing.assert_allclose(alone[0], audio[1], atol=1e-6)
+    alone = generator.generate(clap_vectors[1:2], seeds=[2], duration=1.5, steps=3, scheduler=scheduler)
+    np.testing.assert_allclose(alone[0], audio[1], atol=1e-5)
+
+
+def test_schedulers_differ_and_unknown_is_refused(generator, clap_vectors):
+    ddim, dpm = (generator.generate(clap_vectors[:1], [0], duration=0.5, steps=3, scheduler=s)[0]
+                 for s in ("ddim", "dpm++"))
+    assert not np.allclose(ddim, dpm)
+    with pytest.raises(ValueError, match="--scheduler euler: unknown"):
+        generator.scheduler("euler")
 
 
 def test_durations_audioldm_cannot_make(generator):

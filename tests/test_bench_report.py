@@ -63,3 +63,23 @@ def test_measured_audioldm_is_tabulated_and_projected_but_a_tiny_stand_in_is_not
     assert "9.0 h" in text
     audio["note"] = "tiny model"
     assert "| AudioLDM 10 s clips" not in run_all.results_markdown(results)
+
+
+def test_full_size_section_prints_every_check_and_no_gpu_figures_without_a_gpu():
+    run = {"command": "c", "load_average_before": (1, 1, 1), "load_average_after": (2, 2, 2)}
+    full = [{"benchmark": "sonify", "run": run, "checks": [
+                {"name": "speed", "ratio": 0.93, "op": ">=", "value": 0.9},
+                {"name": "memory", "ratio": 1.7, "op": "<=", "value": 1.5}],
+             "baseline": {"name": "local", "peak_rss_bytes": 2**30}, "i2a": {"name": "ray", "peak_rss_bytes": 2**31},
+             "stages_s": {"generate_s per clip": 12.5}},
+            {"benchmark": "generator", "run": run, "checks": [], "gpu": "no GPU in this run",
+             "peak_rss_bytes": 3 * 2**30, "stages_s": {"unet_step": 2.6}}]
+    results = {"quick": False, "relative": [], "full": full, "absolute_skipped": "x",
+               "environment": {"date": "d", "gpu": None, "cpu_count": 2, "torch": "t", "commit": "c",
+                               "load_average_start": (1, 1, 1)}}
+    text = run_all.results_markdown(results)
+    assert "| sonify | speed | 0.93x | >= 0.9x | yes |" in text
+    assert "| sonify | memory | 1.70x | <= 1.5x | no |" in text
+    assert "| generator | unet_step | 2.6000 |" in text
+    assert "sonify local 1.00 GiB, ray 2.00 GiB" in text and "generator 3.00 GiB" in text
+    assert "| - | - | no GPU in this run | no GPU in this run |" in text

@@ -6,7 +6,15 @@ import argparse
 import os
 import re
 
-from i2a_core.presets import DEFAULT_PRESET, PRESETS, ModelSpec, check_models_reachable, resolve_models
+from i2a_core.presets import (
+    DEFAULT_PRESET,
+    DEFAULT_SCHEDULER,
+    PRESETS,
+    SCHEDULERS,
+    ModelSpec,
+    check_models_reachable,
+    resolve_models,
+)
 
 # This module builds every command's flags, so it imports nothing heavy (torch, ray, diffusers, open_clip):
 # `i2a --help` and argument errors stay instant. Import model code inside the functions that run.
@@ -106,6 +114,11 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0,
                        help="base seed; each clip's seed derives from it and the input, so reruns match")
     group.add_argument("--batch-size", type=int, default=4, help="clips per generator call (default: 4)")
+    group.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=DEFAULT_SCHEDULER,
+                       help=f"diffusion sampler, built from the checkpoint's scheduler config (default: "
+                            f"{DEFAULT_SCHEDULER}, AudioLDM's own; dpm++ gives similar audio in ~20 steps)")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the UNet: slow start, faster steps on a GPU for long runs")
 
 
 def generation_from_args(args: argparse.Namespace):
@@ -117,7 +130,7 @@ def generation_from_args(args: argparse.Namespace):
         duration=args.duration if args.duration is not None else preset.duration,
         steps=args.steps if args.steps is not None else preset.steps,
         guidance=args.guidance if args.guidance is not None else preset.guidance,
-        seed=args.seed, batch_size=args.batch_size,
+        seed=args.seed, batch_size=args.batch_size, scheduler=args.scheduler, compile=args.compile,
     )
     if not 0 < settings.duration <= MAX_DURATION_S:
         raise CommandError(f"--duration {settings.duration:g}: must be a positive number of seconds, "

@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="Parquet folder, local or s3://")
     parser.add_argument("--actors", type=int, default=1, help="encoder actors (default: 1)")
     parser.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per encoder actor (default: 0)")
-    parser.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per encoder actor (default: 1)")
+    parser.add_argument("--cpus-per-actor", type=float,
+                        help="CPUs per encoder actor, each running as many torch threads (default: 1 with GPUs; "
+                             "without, the node's CPUs shared by the actors, less a sliver for reading and writing)")
     parser.add_argument("--batch-size", type=int, default=64, help="rows per encoder call (default: 64)")
     parser.add_argument("--rows-per-part", type=int, default=10_000,
                         help="rows per Parquet part file (default: 10000)")
@@ -50,7 +52,7 @@ def config_from_args(args: argparse.Namespace) -> EmbedConfig:
     for flag in ("actors", "batch_size", "rows_per_part"):
         if getattr(args, flag) < 1:
             raise CommandError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
-    if args.gpus_per_actor < 0 or args.cpus_per_actor <= 0:
+    if args.gpus_per_actor < 0 or (args.cpus_per_actor is not None and args.cpus_per_actor <= 0):
         raise CommandError("--gpus-per-actor must be >= 0 and --cpus-per-actor > 0")
     if args.source == "images" and not args.input:
         raise CommandError("--source images needs --input: the shard folder written by `i2a fetch`")

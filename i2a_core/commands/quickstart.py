@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from i2a_core import storage
 from i2a_core.commands import sonify
 from i2a_core.commands.common import CommandError, add_model_arguments, models_from_args
-from i2a_core.presets import PRESETS
+from i2a_core.presets import DEFAULT_SCHEDULER, PRESETS, SCHEDULERS
 
 HELP = "run the whole mission end to end on a small sample (embed, train, sonify, gallery)"
 DESCRIPTION = """\
@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=10, help="most epochs per translator (default: 10)")
     add_model_arguments(parser, translator=False)
     sonify.add_url_arguments(parser)
+    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=DEFAULT_SCHEDULER,
+                        help=f"diffusion sampler for the sounds (default: {DEFAULT_SCHEDULER})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
          "--losses=cosine,contrastive", "--hidden=256", "--retrieval", f"--epochs={args.epochs}"],
         # A handful of clips: in this process, without paying for Ray's start-up.
         ["sonify-job", *example_inputs(args, out), f"--output={paths['sounds']}", "--runner=local",
-         f"--translator={storage.join(paths['translators'], 'best')}", *model_flags,
+         f"--translator={storage.join(paths['translators'], 'best')}", *model_flags, f"--scheduler={args.scheduler}",
          *(["--allow-private-urls"] if args.allow_private_urls else [])],
     ]
     console = [flag for flag, on in (("--verbose", args.verbose), ("--debug", args.debug)) if on]

@@ -37,6 +37,7 @@ PART_GLOB = "part-*.parquet"
 SOURCES = ("audiocaps", "images")
 STAGES = ("read", "decode", "clip", "clap", "write")
 BATCHES_PER_BLOCK = 8
+TASK_CPUS = 0.25  # read/decode and write tasks: light, and they must fit beside CPU-only encoder actors
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class EmbedConfig:
     models: ModelSpec
     actors: int = 1
     gpus_per_actor: float = 0.0
-    cpus_per_actor: float = 1.0
+    cpus_per_actor: float | None = None  # None: 1 with GPUs, else the node's CPUs (see actor_cpus)
     batch_size: int = 64
     rows_per_part: int = 10_000
     device: str | None = None
@@ -259,9 +260,11 @@ class PairEncoder:
 
         from i2a_core.audioldm import ClapTextEncoder
         from i2a_core.clip import ClipEncoder
+        from i2a_core.devices import match_torch_threads_to_ray
         from i2a_core.quiet import quiet_libraries
 
         quiet_libraries()
+        match_torch_threads_to_ray()
         self.modality = modality
         self.clip = ClipEncoder(models.clip, device=device, batch_size=batch_size)
         self.clap = ClapTextEncoder.load(models.audioldm, device=device)
@@ -383,24 +386,39 @@ def build_dataset(config: EmbedConfig, rows: pd.DataFrame, image_size: int | Non
         # block's pixels on top of a worker's base) also keeps Ray Data from fusing them into the encoder
         # actors, as it does for stages with equal resources: decoding runs beside encoding, not inside it.
         dataset = dataset.map_batches(load_images, fn_kwargs={"image_size": image_size}, batch_format="numpy",
-                                      batch_size=None, runtime_env=env,
+                                      batch_size=None, runtime_env=env, num_cpus=TASK_CPUS,
                                       memory=512 * 2**20 + 8 * block_rows * 3 * image_size ** 2)
     dataset = dataset.map_batches(
         PairEncoder, fn_constructor_kwargs={"models": config.models, "modality": config.modality,
                                             "batch_size": config.batch_size, "device": config.device},
         compute=ray.data.ActorPoolStrategy(min_size=config.actors, max_size=config.actors),
-        num_gpus=config.gpus_per_actor, num_cpus=config.cpus_per_actor, batch_size=config.batch_size,
+        num_gpus=config.gpus_per_actor, num_cpus=actor_cpus(config), batch_size=config.batch_size,
         batch_format="numpy", runtime_env=env)
     return dataset.map_batches(write_part, fn_kwargs={"output": config.output, "modality": config.modality},
-                               batch_size=config.rows_per_part, batch_format="numpy", runtime_env=env)
+                               batch_size=config.rows_per_part, batch_format="numpy", runtime_env=env,
+                               num_cpus=TASK_CPUS)
+
+
+def actor_cpus(config: EmbedConfig) -> float:
+    """CPUs (and so torch threads) per encoder actor: 1 beside a GPU; without one, the largest node's CPUs
+    shared by the actors, less room for one read and one write task (one thread per actor measured 0.6x
+    the plain loop on a 2-core node)."""
+    import ray
+
+    if config.cpus_per_actor is not None:
+        return config.cpus_per_actor
+    if config.gpus_per_actor:
+        return 1.0
+    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    return max((max(nodes, default=1.0) - 2 * TASK_CPUS) / config.actors, TASK_CPUS)
 
 
 def check_resources(config: EmbedConfig) -> None:
     import ray
 
     cpus = ray.cluster_resources().get("CPU", 0)
-    if config.actors * config.cpus_per_actor >= cpus:
-        raise ValueError(f"--actors {config.actors} x --cpus-per-actor {config.cpus_per_actor:g} takes all "
+    if config.actors * actor_cpus(config) >= cpus:
+        raise ValueError(f"--actors {config.actors} x --cpus-per-actor {actor_cpus(config):g} takes all "
                          f"{cpus:g} CPUs of the Ray cluster, leaving none for reading, decoding and writing")
 
 

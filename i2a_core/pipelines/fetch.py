@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from i2a_core import sources, storage
+from i2a_core import hub, sources, storage, tiny
 from i2a_core.presets import ClipSpec
 
 DISTRIBUTORS = ("multiprocessing", "ray")
@@ -53,10 +53,8 @@ def clip_image_size(spec: ClipSpec) -> int:
     """CLIP's input size, read from the model config so fetching never loads CLIP's weights."""
     import open_clip
 
-    from i2a_core import tiny
-
-    if tiny.is_tiny(spec.model) or spec.model.startswith("local-dir:"):
-        directory = tiny.resolve(spec.model) if tiny.is_tiny(spec.model) else spec.model[len("local-dir:"):]
+    if tiny.is_generated(spec.model) or spec.model.startswith("local-dir:"):
+        directory = hub.local_model(spec.model) if tiny.is_generated(spec.model) else spec.model[len("local-dir:"):]
         with open(os.path.join(directory, "open_clip_config.json")) as f:
             size = json.load(f)["model_cfg"]["vision_cfg"]["image_size"]
     elif spec.model in open_clip.list_models():

@@ -21,12 +21,13 @@ import soundfile
 
 from i2a_core import gallery, images, lease, listing, manifest, storage
 from i2a_core.clip import ClipSpec
+from i2a_core.devices import match_torch_threads_to_ray
 from i2a_core.presets import ModelSpec
 from i2a_core.progress import Progress
 from i2a_core.quiet import quiet_libraries
 from i2a_core.raycluster import require_shared_output
 from i2a_core.sonify import GenerationSettings, seed_for, wav_bytes
-from i2a_core.translator import SOUNDS_LIKE, TranslatorError
+from i2a_core.translation import SOUNDS_LIKE, TranslatorError
 
 READ_BATCH = 256  # inputs per read task: its reads overlap, so a dead host costs one timeout per task at most
 READ_THREADS = 64  # reads are I/O bound: one task keeps this many downloads in flight
@@ -137,10 +138,11 @@ class DecodeImages:
     def __init__(self, clip: ClipSpec, limits: images.ImageLimits, preprocess=None):
         from PIL import Image
 
-        from i2a_core.clip import ClipEncoder
+        from i2a_core.clip import image_transform
 
-        # In-process runs hand over the encoder's own transform; an actor builds a CPU copy of the model for it.
-        self.preprocess = preprocess or ClipEncoder(clip, device="cpu").preprocess
+        # In-process runs hand over the encoder's own transform; elsewhere it is built from the model config
+        # alone, never from a copy of the model.
+        self.preprocess = preprocess or image_transform(clip)
         self.limits = limits
         self.blank = np.zeros_like(self.preprocess(Image.new("RGB", (8, 8))).numpy())
 
@@ -177,6 +179,7 @@ class EncodeImages:
         from i2a_core.translator import load_translator
 
         quiet_libraries()
+        match_torch_threads_to_ray()
         if not models.translator:
             raise TranslatorError("images need a translator: pass --translator DIR|URL "
                                   "(train one with `i2a train`), or use --preset tiny")
@@ -211,8 +214,11 @@ class GenerateAudio:
         from i2a_core.audioldm import AudioLDMGenerator
 
         quiet_libraries()  # an actor is a fresh process: keep loading bars off the job's log
+        match_torch_threads_to_ray()
         self.generator = AudioLDMGenerator(audioldm, device=device)
         self.generator.check_duration(settings.duration)
+        if settings.compile:
+            self.generator.compile()
         self.settings = settings
 
     def __call__(self, batch: Batch) -> Batch:
@@ -228,13 +234,31 @@ class GenerateAudio:
                                       f"{self.generator.source} expects {self.generator.clap_dim}-d ones")
             started = time.perf_counter()
             waveforms = self.generator.generate(clap, [seeds[i] for i in ok], duration=self.settings.duration,
-                                                steps=self.settings.steps, guidance=self.settings.guidance)
+                                                steps=self.settings.steps, guidance=self.settings.guidance,
+                                                scheduler=self.settings.scheduler)
             seconds = (time.perf_counter() - started) / len(ok)
             for i, waveform in zip(ok, waveforms):
                 wavs[i] = wav_bytes(waveform, self.generator.sample_rate)
         rest = {k: v for k, v in batch.items() if k != "clap"}
         return {**rest, "wav": _objects(wavs), "seed": np.array(seeds, np.int64), "generate_s": np.full(n, seconds),
                 "sample_rate": np.full(n, self.generator.sample_rate, np.int32)}
+
+
+class SonifyOnCPU:
+    """Decode, CLIP+translator and AudioLDM fused into one actor, for nodes without a GPU.
+
+    There the stages share the same cores anyway: one process holds one torch and one copy of each
+    model, runs on all the node's threads, and hands no pixels between processes (bench/sonify.py
+    measures it against `--runner local`).
+    """
+
+    def __init__(self, models: ModelSpec, settings: GenerationSettings, limits: images.ImageLimits):
+        self.encode = EncodeImages(models)
+        self.decode = DecodeImages(models.clip, limits, preprocess=self.encode.clip.preprocess)
+        self.generate = GenerateAudio(models.audioldm, settings)
+
+    def __call__(self, batch: Batch) -> Batch:
+        return self.generate(self.encode(self.decode(batch)))
 
 
 def _captions(explanation) -> list[str]:
@@ -280,7 +304,7 @@ def write_batch(batch: Batch, output: str, translator: str, settings: Generation
             "error": errors[i].replace(source, images.display_name(source)), "error_kind": kinds[i],
             "warning": str(batch["warning"][i]) if ok else "",
             "thumbnail": thumbnail_key if ok else "", "spectrogram": spectrogram_key if ok else "",
-            "translator": translator, "seed": int(batch["seed"][i]), "steps": settings.steps,
+            "translator": translator, "seed": int(batch["seed"][i]), "scheduler": settings.scheduler, "steps": settings.steps,
             "guidance": settings.guidance, "duration": settings.duration,
             "sample_rate": int(batch["sample_rate"][i]),
             "read_s": float(batch["read_s"][i]), "decode_s": float(batch["decode_s"][i]),
@@ -330,16 +354,35 @@ def _run_ray(todo: list[listing.InputItem], job: SonifyJob):
         ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // READ_BATCH, 1000)))
         .map_batches(read_batch, fn_kwargs={"limits": job.limits}, batch_size=READ_BATCH,
                      batch_format="numpy", num_cpus=TASK_CPUS, **env)
-        .map_batches(DecodeImages, fn_constructor_kwargs={"clip": job.models.clip, "limits": job.limits},
-                     compute=pool(min_size=1, max_size=max(1, int(cpus // 2))), batch_size=DECODE_BATCH,
-                     batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
-        .map_batches(EncodeImages, fn_constructor_kwargs={"models": job.models},
-                     compute=pool(min_size=1, max_size=max(1, int(cpus // 8))), batch_size=ENCODE_BATCH,
-                     batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
-        .map_batches(GenerateAudio, fn_constructor_kwargs={"audioldm": job.models.audioldm,
-                                                           "settings": job.settings},
-                     compute=pool(min_size=actors, max_size=actors), batch_size=job.settings.batch_size,
-                     batch_format="numpy", num_cpus=ACTOR_CPUS, num_gpus=gpus_per_actor, **env)
+    )
+    if gpus_per_actor:
+        dataset = (
+            dataset
+            .map_batches(DecodeImages, fn_constructor_kwargs={"clip": job.models.clip, "limits": job.limits},
+                         compute=pool(min_size=1, max_size=max(1, int(cpus // 2))), batch_size=DECODE_BATCH,
+                         batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
+            .map_batches(EncodeImages, fn_constructor_kwargs={"models": job.models},
+                         compute=pool(min_size=1, max_size=max(1, int(cpus // 8))), batch_size=ENCODE_BATCH,
+                         batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
+            .map_batches(GenerateAudio, fn_constructor_kwargs={"audioldm": job.models.audioldm,
+                                                               "settings": job.settings},
+                         compute=pool(min_size=actors, max_size=actors), batch_size=job.settings.batch_size,
+                         batch_format="numpy", num_cpus=ACTOR_CPUS, num_gpus=gpus_per_actor, **env)
+        )
+    else:
+        # No GPU: one fused model actor per node, holding all of the node's CPUs but a sliver for the
+        # read and write tasks, with as many torch threads (separate actors measured 0.45-0.56x the
+        # in-process run at 2x its memory on a 2-core node).
+        nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+        model_cpus = max(max(nodes, default=cpus) - 2 * TASK_CPUS, ACTOR_CPUS)
+        fused = job.actors or max(1, sum(1 for node_cpus in nodes if node_cpus >= model_cpus))
+        dataset = dataset.map_batches(
+            SonifyOnCPU, fn_constructor_kwargs={"models": job.models, "settings": job.settings,
+                                                "limits": job.limits},
+            compute=pool(min_size=fused, max_size=fused), batch_size=job.settings.batch_size,
+            batch_format="numpy", num_cpus=model_cpus, **env)
+    dataset = (
+        dataset
         .map_batches(write_batch, fn_kwargs={"output": job.output, "translator": job.models.translator,
                                              "settings": job.settings},
                      batch_size=job.settings.batch_size, batch_format="numpy", num_cpus=TASK_CPUS, **env)
@@ -447,7 +490,7 @@ def _run_leased(job: SonifyJob, items: list[listing.InputItem], held: lease.Leas
     # 1. Drop the inputs an earlier run already finished.
     settings = job.settings
     storage.claim_output(job.output, {"job": "sonify", **job.models.describe(), "seed": settings.seed,
-                                      "steps": settings.steps, "guidance": settings.guidance,
+                                      "scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance,
                                       "duration": settings.duration})
     _remove_stale_temp_files(job.output, before=held.acquired)
     done = finished_inputs(manifest.compact(job.output))
