@@ -14,6 +14,7 @@ COMMANDS = {
     "train": "i2a_core.commands.train",
     "sonify": "i2a_core.commands.sonify",
     "sonify-job": "i2a_core.commands.sonify_job",
+    "eval": "i2a_core.commands.eval",
 }
 
 

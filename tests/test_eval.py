@@ -1,0 +1,188 @@
+"""`i2a eval`: the score maths, scoring a sonify output end to end, the translator audio leaderboard, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import scipy.linalg
+from helpers import write_images
+
+from i2a_core import cli, storage
+from i2a_core.evaluation import metrics
+from i2a_core.pipelines.sonify import SonifyJob
+from i2a_core.pipelines.sonify import run as sonify_run
+from i2a_core.presets import resolve_models
+from i2a_core.sonify import GenerationSettings
+
+SETTINGS = GenerationSettings(duration=1.0, steps=2, guidance=2.5, seed=3, batch_size=4)
+TINY = ["--preset", "tiny", "--duration", "1.0", "--steps", "2", "--seed", "3"]
+
+
+# --- the maths, on fixed vectors ---
+
+
+def test_cs_is_100_times_cosine():
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [3.0, 4.0]])
+    b = np.array([[0.0, 2.0], [2.0, 2.0], [-3.0, -4.0]])
+    assert metrics.cosine_scores(a, b) == pytest.approx([0.0, 100.0, -100.0])
+    assert metrics.cosine_scores([[1.0, 2.0]], [[2.0, 1.0]])[0] == pytest.approx(100 * 4 / 5)
+
+
+def test_frechet_of_a_set_with_itself_is_zero_even_when_rank_deficient():
+    rng = np.random.default_rng(0)
+    for rows, dims in ((200, 8), (5, 16)):  # the second: fewer clips than dimensions, singular covariance
+        x = rng.normal(size=(rows, dims))
+        assert metrics.frechet_between(x, x) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_matches_the_closed_form():
+    # Diagonal Gaussians: ||mu1-mu2||^2 + sum (s1 + s2 - 2 sqrt(s1 s2)) = |dmu|^2 + sum (sqrt s1 - sqrt s2)^2.
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = 1 + 4 + np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2)
+    assert metrics.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected)
+    # Full covariances: the textbook formula with scipy's sqrtm.
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    c1, c2 = a @ a.T + np.eye(4), b @ b.T + np.eye(4)
+    textbook = np.sum((mu1[:1] - mu2[:1]) ** 2) + np.trace(c1 + c2 - 2 * scipy.linalg.sqrtm(c1 @ c2).real)
+    assert metrics.frechet_distance(mu1[:1].repeat(4), c1, mu2[:1].repeat(4), c2) == pytest.approx(
+        textbook + 3 * (mu1[0] - mu2[0]) ** 2)
+
+
+def test_bootstrap_interval_contains_the_mean():
+    values = np.random.default_rng(2).normal(10, 3, 50)
+    stats = metrics.bootstrap_mean(list(values) + [None, float("nan")])
+    assert stats["n"] == 50 and stats["mean"] == pytest.approx(values.mean())
+    assert stats["ci95"][0] < stats["mean"] < stats["ci95"][1]
+    assert metrics.bootstrap_mean([]) == {"mean": None, "ci95": None, "n": 0}
+
+
+# --- end to end on a bulk sonify output ---
+
+
+@pytest.fixture(scope="module")
+def sonified(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    write_images(root / "images", ["cat.png", "dog.png", "sea.png"])
+    out = root / "out"
+    sonify_run(SonifyJob(inputs=(str(root / "images"),), output=str(out), models=resolve_models("tiny"),
+                         settings=SETTINGS, runner="local"), log=lambda line: None)
+    (root / "captions.csv").write_text("key,caption\ncat.png,a cat purrs\ndog,a dog barks\n")
+    return root
+
+
+def read_scores(folder) -> list[dict]:
+    with open(os.path.join(folder, "scores.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_scores_a_bulk_output_with_fad_zero_against_itself(sonified, tmp_path, monkeypatch):
+    monkeypatch.chdir(sonified)  # relative paths, as a user types them
+    rc = cli.main(["eval", "--preset", "tiny", "--input", "out", "--output", "ev", "--reference-audio", "out/audio",
+                   "--captions", "captions.csv"])
+    assert rc == 0
+    summary = json.loads((sonified / "ev" / "summary.json").read_text())
+    assert summary["clips"] == 3 and summary["errors"] == 0 and "meaningless" in summary["warning"]
+    assert summary["fad"] == pytest.approx(0.0, abs=1e-6) and summary["fd"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["cs"]["n"] == 3 and summary["clap_score"]["n"] == 2  # sea.png has no caption
+    assert "torchaudio.functional.resample" in summary["scoring_models"]["resampler"]
+    rows = {os.path.basename(r["input"]): r for r in read_scores(sonified / "ev")}
+    assert all(-100 <= float(r["cs"]) <= 100 for r in rows.values())
+    assert rows["sea.png"]["clap_score"] == "" and rows["cat.png"]["caption"] == "a cat purrs"
+    for name in ("cs_hist.png", "clap_score_hist.png", "index.html"):
+        assert (sonified / "ev" / name).stat().st_size > 0
+    # The gallery links back to the sonify output's files, and they exist.
+    page = (sonified / "ev" / "index.html").read_text()
+    assert 'src="../out/audio/cat.wav"' in page and (sonified / "ev" / "../out/audio/cat.wav").exists()
+
+
+def test_bad_clips_are_counted_error_rows(sonified, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(sonified / "out", out)
+    (out / "audio" / "cat.wav").unlink()  # in the manifest, gone from disk
+    (out / "audio" / "dog.wav").write_bytes(b"RIFF not really")  # unreadable
+    # The manifest's image for sea.png is gone: its audio still scores, without CS, saying why.
+    moved = sonified / "images" / "sea.png"
+    hidden = tmp_path / "sea-hidden.png"
+    shutil.move(moved, hidden)
+    try:
+        rc = cli.main(["eval", "--preset", "tiny", "--input", str(out), "--output", str(tmp_path / "ev")])
+    finally:
+        shutil.move(hidden, moved)
+    assert rc == 1
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["errors"] == 2 and summary["scored"] == 1 and summary["cs"]["n"] == 0
+    rows = {os.path.basename(r["input"]): r for r in read_scores(tmp_path / "ev")}
+    assert "cannot read" in rows["cat.png"]["error"] and "not readable audio" in rows["dog.png"]["error"]
+    assert rows["sea.png"]["cs"] == "" and rows["sea.png"]["note"].startswith("no CS:")
+    assert "sea.png" in rows["sea.png"]["note"]
+    assert "error:" in capsys.readouterr().out
+
+
+def test_empty_reference_folder_is_a_clear_error(sonified, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    rc = cli.main(["eval", "--preset", "tiny", "--input", str(sonified / "out"), "--output", str(tmp_path / "ev"),
+                   "--reference-audio", str(tmp_path / "empty")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--reference-audio" in err[0] and "0 audio files" in err[0]
+
+
+def test_sonify_sidecars_and_text_prompts(tmp_path):
+    write_images(tmp_path / "images", ["owl.png"])
+    assert cli.main(["sonify", *TINY, str(tmp_path / "images"), "--text", "rain on a roof",
+                     "--output", str(tmp_path / "out")]) == 0
+    assert cli.main(["eval", "--preset", "tiny", "--input", str(tmp_path / "out"),
+                     "--output", str(tmp_path / "ev")]) == 0
+    rows = {r["input"].rsplit("/", 1)[-1]: r for r in read_scores(tmp_path / "ev")}
+    assert rows["owl.png"]["cs"] != "" and rows["owl.png"]["clap_score"] == ""
+    assert rows["rain on a roof"]["clap_score"] != "" and rows["rain on a roof"]["note"].startswith("no CS")
+
+
+# --- the translator comparison ---
+
+
+def test_two_translators_rank_and_a_rerun_resumes(tmp_path, capsys):
+    from i2a_core import tiny
+    from i2a_core.translator import MLPTranslator, TranslatorConfig
+
+    import torch
+
+    torch.manual_seed(5)
+    MLPTranslator(TranslatorConfig(type="mlp", in_dim=tiny.CLIP_DIM, out_dim=tiny.CLAP_DIM, hidden=8)).save(
+        str(tmp_path / "other"))
+    write_images(tmp_path / "images", ["a.png", "b.png"])
+    (tmp_path / "captions.csv").write_text("a.png,wind in trees\nb.png,a bell rings\n")
+    args = ["eval", *TINY, "--images", str(tmp_path / "images"), "--translators",
+            f"{tiny.tiny_dir('translator')},{tmp_path / 'other'}", "--captions", str(tmp_path / "captions.csv"),
+            "--text", "--output", str(tmp_path / "ev")]
+    assert cli.main(args) == 0
+    with open(tmp_path / "ev" / "audio_leaderboard.csv") as f:
+        board = list(csv.DictReader(f))
+    assert len(board) == 3 and {r["name"] for r in board} == {"translator", "other", "text-audioldm"}
+    assert [r["rank"] for r in board] == ["1", "2", "3"]
+    assert [float(r["cs"]) for r in board] == sorted((float(r["cs"]) for r in board), reverse=True)
+    assert (tmp_path / "ev" / "audio_leaderboard.md").read_text().count("\n| ") == 4
+    assert (tmp_path / "ev" / "audio_leaderboard.png").stat().st_size > 0
+    wavs = sorted((tmp_path / "ev" / "sonify").rglob("*.wav"))
+    assert len(wavs) == 6
+    stamps = {w: w.stat().st_mtime_ns for w in wavs}
+    capsys.readouterr()
+    assert cli.main(args) == 0  # rerun: nothing regenerated
+    out = capsys.readouterr().out
+    assert out.count("2 already done, 0 to sonify") == 2 and "2 already done, 0 to generate" in out
+    assert {w: w.stat().st_mtime_ns for w in wavs} == stamps
+
+
+def test_real_scoring_models_offline_fail_fast_naming_the_model(sonified, tmp_path, capsys):
+    rc = cli.main(["eval", "--input", str(sonified / "out"), "--output", str(tmp_path / "ev")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("CLIP" in err[0] or "Wav2CLIP" in err[0]) and "--preset tiny" in err[0]
