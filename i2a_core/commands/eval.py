@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from i2a_core.commands.common import CommandError, generation_from_args, models_from_args
     from i2a_core.evaluation import compare
     from i2a_core.evaluation import run as evaluation
+    from i2a_core.evaluation.scorers import check_available
     from i2a_core.raycluster import ClusterError
 
     # 1. Flags, before any model loads.
@@ -140,8 +141,10 @@ def run(args: argparse.Namespace) -> int:
             if not references:
                 raise CommandError("--translators: give at least one translator directory")
             translators, embedding_rows = compare.translators_from_list(references), ()
+        # An empty reference folder or a missing scoring model fails now, not after hours of generation.
         if args.reference_audio:
-            evaluation.list_reference(args.reference_audio)  # an empty folder fails before hours of generation
+            evaluation.list_reference(args.reference_audio)
+        check_available(scoring, ("cs", "clap") + (("fad", "fd") if args.reference_audio else ()))
         ranked = compare.run(compare.CompareJob(images=args.images, output=args.output, translators=translators,
                                                 models=models, settings=settings, evaluation=job, text=args.text,
                                                 embedding_rows=embedding_rows))

@@ -15,7 +15,7 @@ import numpy as np
 
 from i2a_core import gallery, manifest, storage
 from i2a_core.evaluation import metrics
-from i2a_core.evaluation.scorers import TINY_WARNING, ScoringModels, describe
+from i2a_core.evaluation.scorers import TINY_WARNING, ScoringModels, check_available, describe
 
 LOCAL_MAX_CLIPS = 64  # `--runner auto` scores this many clips or fewer in-process, without starting Ray
 SCORE_COLUMNS = ("input", "output", "cs", "clap_score", "caption", "error", "note")
@@ -317,6 +317,7 @@ def run(job: EvalJob, log=print) -> dict:
     reference = list_reference(job.reference_audio) if job.reference_audio else []
     storage.makedirs(job.output)
     want = ("cs", "clap") + (("fad", "fd") if reference else ())
+    check_available(job.models, want)
     runner = _choose_runner(job, len(clips.rows) + len(reference))
     log(f"{len(clips.rows)} clips to score from {job.input} ({clips.source}), {len(reference)} reference clips "
         f"({runner})")

@@ -164,6 +164,29 @@ def load_audio_model(kind: str, reference: str, what: str, flag: str, trust_pick
     return model.eval()
 
 
+def _scoring_flags(message: str) -> str:
+    """clip.py names the generation flags; the scoring CLIP is set with --cs-clip / --cs-clip-pretrained."""
+    return message.replace("--clip-pretrained", "--cs-clip-pretrained").replace("--clip-model", "--cs-clip")
+
+
+def check_available(models: ScoringModels, want: tuple) -> None:
+    """Resolve every scoring model this run needs (cache, download or ModelUnavailable) before any work starts."""
+    from i2a_core.clip import resolve_clip
+
+    if "cs" in want:
+        try:
+            resolve_clip(models.cs_clip)
+        except hub.ModelUnavailable as e:
+            raise hub.ModelUnavailable(_scoring_flags(str(e))) from None
+        resolve_weights(models.cs_audio, "Wav2CLIP", "--cs-audio")
+    if "clap" in want:
+        resolve_weights(models.clap, "CLAP", "--clap-score-model")
+    if "fad" in want:
+        resolve_weights(models.fad, "VGGish", "--fad-model")
+    if "fd" in want:
+        resolve_weights(models.fd, "PANNs CNN14", "--fd-model")
+
+
 # --- audio in ---
 
 
@@ -261,7 +284,10 @@ class ScoreClips:
         if "cs" in self.want:
             from i2a_core.clip import ClipEncoder
 
-            self.clip = ClipEncoder(models.cs_clip, device=self.device)
+            try:
+                self.clip = ClipEncoder(models.cs_clip, device=self.device)
+            except hub.ModelUnavailable as e:
+                raise hub.ModelUnavailable(_scoring_flags(str(e))) from None
             self.wav2clip = load_audio_model("wav2clip", models.cs_audio, "Wav2CLIP", "--cs-audio", trust)
             self.wav2clip.to(self.device)
             if self.wav2clip.config.mlp[-1] != self.clip.dim:
