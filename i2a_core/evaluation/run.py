@@ -107,15 +107,25 @@ def _manifest_clips(root: str, captions: dict[str, str]) -> Clips:
         rows.append({"input": row["input"], "output": row["output"], "wav": storage.join(root, row["output"]),
                      "image": row["input"], "caption": _lookup_caption(row["input"], captions),
                      "thumbnail": row["thumbnail"], "spectrogram": row["spectrogram"],
-                     "captions": row["captions"] or []})
-    return Clips(rows, not_generated=failed, source="manifest")
+                     "captions": row["captions"] or [], "explanation": row["explanation"]})
+    return Clips(rows, not_generated=failed, source="manifest", extra={"models": _job_models(root)})
+
+
+def _job_models(root: str) -> dict:
+    """The generation models the bulk job recorded in job.json, for the gallery header ({} when unknown)."""
+    try:
+        record = json.loads(storage.read_text(storage.join(root, "job.json")))
+    except (FileNotFoundError, OSError, ValueError):
+        return {}
+    keys = ("clip_model", "clip_pretrained", "audioldm", "translator")
+    return {k: record[k] for k in keys if isinstance(record, dict) and record.get(k) is not None}
 
 
 def _sidecar_clips(root: str, captions: dict[str, str]) -> Clips:
     fs, path = storage.filesystem(root)
     protocol = root.split("://", 1)[0] + "://" if storage.is_remote(root) else ""
     base = path.rstrip("/")
-    rows = []
+    rows, models = [], {}
     for found in sorted(fs.find(base)):
         if not found.endswith(".json") or posixpath.basename(found) in ("job.json", "summary.json"):
             continue
@@ -128,14 +138,16 @@ def _sidecar_clips(root: str, captions: dict[str, str]) -> Clips:
         if not isinstance(record, dict) or "input" not in record:
             continue
         source, modality = str(record["input"]), record.get("modality", "image")
+        if modality == "image" and isinstance(record.get("models"), dict):
+            models = record["models"]
         caption = source if modality == "text" else _lookup_caption(source, captions)
         # A text reference records the image its caption describes, so its CS compares with the same picture.
         image = str(record.get("image") or (source if modality == "image" else ""))
         rows.append({"input": source, "output": relative, "wav": protocol + wav, "image": image, "caption": caption,
-                     "thumbnail": "", "spectrogram": "", "captions": []})
+                     "thumbnail": "", "spectrogram": "", "captions": [], "explanation": ""})
     if not rows:
         raise EvalError(f"--input {root}: no clips found (neither a bulk job's manifest/ nor WAV + JSON sidecars)")
-    return Clips(rows, source="sidecars")
+    return Clips(rows, source="sidecars", extra={"models": models})
 
 
 def list_reference(folder: str) -> list[str]:
@@ -295,7 +307,9 @@ def _gallery_rows(job: EvalJob, rows: list[dict], log) -> list[dict] | None:
                 f"between them cannot work; put EVAL_DIR beside the sonify output (same disk or bucket)")
             return None
         out.append({"input": row["input"], "output": audio, "status": "error" if row["error"] else "ok",
-                    **links, "captions": row["captions"], "cs": row["cs"], "clap_score": row["clap_score"]})
+                    "error": row["error"], "error_kind": "unreadable_audio" if row["error"] else "", **links,
+                    "captions": row["captions"], "explanation": row["explanation"], "cs": row["cs"],
+                    "clap_score": row["clap_score"]})
     return out
 
 
@@ -307,6 +321,16 @@ def _write_gallery(job: EvalJob, rows: list[dict], info: dict, log) -> None:
         return
     kwargs = {"info": info} if "info" in inspect.signature(gallery.write_gallery).parameters else {}
     gallery.write_gallery(job.output, gallery_rows, job.page_size, **kwargs)
+
+
+def _gallery_info(job: EvalJob, clips: Clips, summary: dict) -> dict:
+    """The gallery header: what generated the clips, what scored them, and the set's scores."""
+    models = clips.extra.get("models") or {}
+    scored_by = (f"CS: {job.models.cs_clip.model} x Wav2CLIP; CLAP score: {job.models.clap}"
+                 + ("; FAD: VGGish, FD: PANNs CNN14" if "fad" in summary else ""))
+    return {"models": models, "settings": {"scored_with": scored_by, "scores": summary_line(summary)},
+            "date": summary["created"], "inputs": summary["clips"] + summary["not_generated"],
+            "random_weights": job.models.tiny or any("tiny:" in str(v) for v in models.values())}
 
 
 def run(job: EvalJob, log=print) -> dict:
@@ -360,7 +384,7 @@ def run(job: EvalJob, log=print) -> dict:
     storage.write_bytes_atomic(storage.join(job.output, "clap_score_hist.png"),
                                histogram_png([r["clap_score"] for r in clips.rows], "CLAP score (audio x caption)",
                                              "CLAP score"))
-    _write_gallery(job, clips.rows, {"scores": summary_line(summary), "warning": summary.get("warning", "")}, log)
+    _write_gallery(job, clips.rows, _gallery_info(job, clips, summary), log)
     for row in errors:
         log(f"error: {row['error']}")
     log(summary_line(summary))
