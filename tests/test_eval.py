@@ -39,6 +39,15 @@ def test_frechet_of_a_set_with_itself_is_zero_even_when_rank_deficient():
         assert metrics.frechet_between(x, x) == pytest.approx(0.0, abs=1e-8)
 
 
+def test_running_gaussian_matches_all_at_once():
+    x = np.random.default_rng(3).normal(size=(50, 6))
+    running = metrics.GaussianAccumulator()
+    for chunk in (x[:7], x[7:8], x[8:]):
+        running.add(chunk)
+    mean, cov = running.stats()
+    assert np.allclose(mean, x.mean(axis=0)) and np.allclose(cov, np.cov(x, rowvar=False))
+
+
 def test_frechet_matches_the_closed_form():
     # Diagonal Gaussians: ||mu1-mu2||^2 + sum (s1 + s2 - 2 sqrt(s1 s2)) = |dmu|^2 + sum (sqrt s1 - sqrt s2)^2.
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
@@ -199,3 +208,30 @@ def test_ray_actors_give_the_same_scores_as_in_process(sonified, tmp_path, ray_s
         assert [float(r[name] or "nan") for r in ray] == pytest.approx([float(r[name] or "nan") for r in local],
                                                                       abs=1e-2, nan_ok=True)
     assert json.loads((tmp_path / "ray" / "summary.json").read_text())["fad"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_real_architectures_have_the_released_checkpoints_parameter_names():
+    """Guard: i2a's own definitions must keep the names and shapes the released weights are stored under."""
+    import torch
+
+    from i2a_core.evaluation import audio_models
+
+    with torch.device("meta"):  # shapes only: no memory for the full-size models
+        wav2clip = audio_models.Wav2Clip().state_dict()
+        vggish = audio_models.Vggish().state_dict()
+        cnn14 = audio_models.Cnn14().state_dict()
+    shapes = {**{f"w:{k}": tuple(v.shape) for k, v in wav2clip.items()},
+              **{f"v:{k}": tuple(v.shape) for k, v in vggish.items()},
+              **{f"c:{k}": tuple(v.shape) for k, v in cnn14.items()}}
+    assert shapes["w:audio_encoder.conv1.weight"] == (64, 1, 7, 7)
+    assert shapes["w:audio_encoder.layer4.0.downsample.1.running_var"] == (512,)
+    assert shapes["w:audio_transform.sequential.3.weight"] == (512, 512)
+    assert len(wav2clip) == 124  # ResNet18 (incl. BatchNorm counters) + the 2-layer MLP
+    assert shapes["v:features.0.weight"] == (64, 1, 3, 3) and shapes["v:features.13.weight"] == (512, 512, 3, 3)
+    assert shapes["v:embeddings.0.weight"] == (4096, 512 * 4 * 6) and shapes["v:embeddings.4.weight"] == (128, 4096)
+    assert len(vggish) == 18
+    assert shapes["c:bn0.running_mean"] == (64,) and shapes["c:conv_block6.conv2.weight"] == (2048, 2048, 3, 3)
+    assert shapes["c:fc1.weight"] == (2048, 2048) and shapes["c:fc_audioset.weight"] == (527, 2048)
+    # The released PANNs file also stores its STFT and mel weights, which i2a recomputes and drops.
+    kept = audio_models.Cnn14.checkpoint_keys({"model": {"logmel_extractor.melW": 0, "fc1.weight": 1}})
+    assert kept == {"fc1.weight": 1}

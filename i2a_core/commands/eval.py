@@ -112,6 +112,28 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(f"--gpus-per-actor {args.gpus_per_actor:g}: must not be negative")
 
 
+def _absolute(path: str | None) -> str | None:
+    """Local paths as absolute ones, so Ray actors (in other directories) read the same files; URLs, s3://,
+    tiny: and hub ids pass unchanged."""
+    import os
+
+    from i2a_core import storage
+
+    if not path or storage.is_remote(path) or path.startswith("tiny:"):
+        return path
+    if path.count("/") == 1 and not os.path.exists(path) and not path.startswith((".", "/", "~")):
+        return path  # a hub id (ORG/NAME)
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _absolute_paths(args: argparse.Namespace) -> None:
+    for flag in ("input", "output", "images", "grid", "reference_audio", "captions", "cs_audio",
+                 "clap_score_model", "fad_model", "fd_model"):
+        setattr(args, flag, _absolute(getattr(args, flag)))
+    if args.translators:
+        args.translators = ",".join(_absolute(t.strip()) or "" for t in args.translators.split(","))
+
+
 def run(args: argparse.Namespace) -> int:
     from i2a_core import storage
     from i2a_core.commands.common import CommandError, generation_from_args, models_from_args
@@ -122,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. Flags, before any model loads.
     _check(args)
+    _absolute_paths(args)
     scoring = scoring_models_from_args(args)
     job = evaluation.EvalJob(input=args.input or "", output=args.output, models=scoring,
                              reference_audio=args.reference_audio, captions=args.captions, runner=args.runner,

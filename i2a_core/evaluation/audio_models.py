@@ -228,10 +228,13 @@ class Cnn14(nn.Module):
         self.fc1 = nn.Linear(inputs, config.embedding)
         self.fc_audioset = nn.Linear(config.embedding, config.classes)
         self.register_buffer("window", torch.hann_window(config.window), persistent=False)
-        # librosa's default mel filters (Slaney scale and area normalisation), which PANNs was trained with.
-        self.register_buffer("mel", torchaudio.functional.melscale_fbanks(
-            config.window // 2 + 1, config.fmin, config.fmax, config.mel_bins, config.sample_rate,
-            norm="slaney", mel_scale="slaney"), persistent=False)
+        # librosa's default mel filters (Slaney scale and area normalisation), which PANNs was trained with;
+        # computed on the CPU even when the model is built on the meta device (shape checks).
+        with torch.device("cpu"):
+            mel = torchaudio.functional.melscale_fbanks(config.window // 2 + 1, config.fmin, config.fmax,
+                                                        config.mel_bins, config.sample_rate, norm="slaney",
+                                                        mel_scale="slaney")
+        self.register_buffer("mel", mel, persistent=False)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         power = torch.stft(waveforms, self.config.window, self.config.hop, window=self.window, center=True,

@@ -20,6 +20,30 @@ def gaussian_stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return embeddings.mean(axis=0), np.cov(embeddings, rowvar=False)
 
 
+class GaussianAccumulator:
+    """Running mean and covariance of embeddings added in batches: a million clips never sit in memory."""
+
+    def __init__(self):
+        self.count, self.total, self.outer = 0, None, None
+
+    def add(self, embeddings: np.ndarray) -> None:
+        embeddings = np.asarray(embeddings, np.float64)
+        embeddings = embeddings.reshape(-1, embeddings.shape[-1])
+        if self.total is None:
+            self.total = np.zeros(embeddings.shape[1])
+            self.outer = np.zeros((embeddings.shape[1], embeddings.shape[1]))
+        self.count += len(embeddings)
+        self.total += embeddings.sum(axis=0)
+        self.outer += embeddings.T @ embeddings
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and unbiased covariance, as gaussian_stats gives for all the embeddings at once."""
+        if self.count < 2:
+            raise ValueError(f"a Fréchet distance needs at least 2 embeddings, got {self.count}")
+        mean = self.total / self.count
+        return mean, (self.outer - self.count * np.outer(mean, mean)) / (self.count - 1)
+
+
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T

@@ -72,8 +72,8 @@ def _lookup_caption(source: str, captions: dict[str, str]) -> str:
     for key in (source, name, os.path.splitext(name)[0]):
         if key in captions:
             return captions[key]
-    if "://" in source and not source.startswith("s3://"):
-        return ""
+    if captions or ("://" in source and not source.startswith("s3://")):
+        return ""  # with --captions, no sidecar lookups (two requests per image on a bucket)
     stem = os.path.splitext(source)[0]
     for sidecar in (stem + ".txt", stem + ".json"):  # img2dataset writes key.txt and key.json beside key.jpg
         try:
@@ -180,13 +180,14 @@ def _batches(rows: list[dict], size: int):
         yield {k: np.array([r[k] for r in chunk], dtype=object) for k in ("key", "wav", "image", "caption")}
 
 
-def score_rows(rows: list[dict], job: EvalJob, want: tuple, runner: str) -> dict:
-    """key -> {cs, clap_score, error, note, vggish, panns} for every row (rows need key, wav, image, caption)."""
+def score_rows(rows: list[dict], job: EvalJob, want: tuple, runner: str) -> tuple[dict, dict]:
+    """key -> {cs, clap_score, error, note} for every row (rows need key, wav, image, caption), and the
+    running Gaussian of each (set, embedding), set being the key's prefix (clip, reference)."""
     from i2a_core.evaluation.scorers import ScoreClips
 
-    results = {}
+    results, gaussians = {}, {}
     if not rows:
-        return results
+        return results, gaussians
     if runner == "local":
         scorer = ScoreClips(job.models, want, job.device)
         batches = (scorer(batch) for batch in _batches(rows, job.batch_size))
@@ -194,9 +195,12 @@ def score_rows(rows: list[dict], job: EvalJob, want: tuple, runner: str) -> dict
         batches = _score_ray(rows, job, want)
     for batch in batches:
         for i, key in enumerate(batch["key"]):
-            results[str(key)] = {name: batch[name][i] for name in ("cs", "clap_score", "error", "note", "vggish",
-                                                                   "panns") if name in batch}
-    return results
+            key = str(key)
+            results[key] = {name: batch[name][i] for name in ("cs", "clap_score", "error", "note")}
+            for name in ("vggish", "panns"):
+                if name in batch and batch[name][i] is not None:
+                    gaussians.setdefault((key.split(":")[0], name), metrics.GaussianAccumulator()).add(batch[name][i])
+    return results, gaussians
 
 
 def _score_ray(rows: list[dict], job: EvalJob, want: tuple):
@@ -353,7 +357,7 @@ def run(job: EvalJob, log=print) -> dict:
         row["key"] = f"clip:{i}"
     reference_rows = [{"key": f"reference:{i}", "wav": wav, "image": "", "caption": ""}
                       for i, wav in enumerate(reference)]
-    results = score_rows(clips.rows + reference_rows, job, want, runner)
+    results, gaussians = score_rows(clips.rows + reference_rows, job, want, runner)
 
     # 3. Per-clip rows, then the set-level numbers.
     for row in clips.rows:
@@ -372,7 +376,7 @@ def run(job: EvalJob, log=print) -> dict:
         "scoring_models": describe(job.models), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if reference:
-        summary.update(_distances(clips.rows, reference_rows, results, job.reference_audio))
+        summary.update(_distances(reference_rows, results, gaussians, job.reference_audio))
     if job.models.tiny:
         summary["warning"] = TINY_WARNING
 
@@ -392,25 +396,19 @@ def run(job: EvalJob, log=print) -> dict:
     return summary
 
 
-def _distances(rows: list[dict], reference_rows: list[dict], results: dict, folder: str) -> dict:
-    def stack(keys, name):
-        found = [results[k][name] for k in keys if results[k].get(name) is not None]
-        return found
-
-    generated = [r["key"] for r in rows if not r["error"]]
-    reference = [r["key"] for r in reference_rows if not results[r["key"]]["error"]]
-    bad_reference = len(reference_rows) - len(reference)
-    out = {"reference_audio": folder, "reference_clips": len(reference), "reference_errors": bad_reference}
-    vggish_generated = stack(generated, "vggish")
-    vggish_reference = stack(reference, "vggish")
-    try:
-        out["fad"] = metrics.frechet_between(np.concatenate(vggish_generated), np.concatenate(vggish_reference))
-    except ValueError as e:
-        out["fad"], out["fad_error"] = None, str(e)
-    try:
-        out["fd"] = metrics.frechet_between(np.stack(stack(generated, "panns")), np.stack(stack(reference, "panns")))
-    except ValueError as e:
-        out["fd"], out["fd_error"] = None, str(e)
+def _distances(reference_rows: list[dict], results: dict, gaussians: dict, folder: str) -> dict:
+    """FAD (VGGish patches) and FD (PANNs clips) of the scored clips against the reference set."""
+    bad = [r["wav"] for r in reference_rows if results[r["key"]]["error"]]
+    out = {"reference_audio": folder, "reference_clips": len(reference_rows) - len(bad),
+           "reference_errors": len(bad)}
+    for name, embedding in (("fad", "vggish"), ("fd", "panns")):
+        try:
+            generated, reference = gaussians.get(("clip", embedding)), gaussians.get(("reference", embedding))
+            if generated is None or reference is None:
+                raise ValueError("no readable clips on one side")
+            out[name] = metrics.frechet_distance(*generated.stats(), *reference.stats())
+        except ValueError as e:
+            out[name], out[f"{name}_error"] = None, str(e)
     return out
 
 
