@@ -19,7 +19,10 @@ from i2a_core.presets import resolve_models
 from i2a_core.sonify import GenerationSettings
 
 SETTINGS = GenerationSettings(duration=1.0, steps=2, guidance=2.5, seed=3, batch_size=4)
-TINY = ["--preset", "tiny", "--duration", "1.0", "--steps", "2", "--seed", "3"]
+# In-process runs: where the session has started Ray, `--runner auto` would use it, which only adds time here.
+GENERATION = ["--preset", "tiny", "--duration", "1.0", "--steps", "2", "--seed", "3"]
+TINY = [*GENERATION, "--runner", "local"]
+LOCAL = ["--preset", "tiny", "--runner", "local"]
 
 
 # --- the maths, on fixed vectors ---
@@ -92,7 +95,7 @@ def read_scores(folder) -> list[dict]:
 
 def test_scores_a_bulk_output_with_fad_zero_against_itself(sonified, tmp_path, monkeypatch):
     monkeypatch.chdir(sonified)  # relative paths, as a user types them
-    rc = cli.main(["eval", "--preset", "tiny", "--input", "out", "--output", "ev", "--reference-audio", "out/audio",
+    rc = cli.main(["eval", *LOCAL, "--input", "out", "--output", "ev", "--reference-audio", "out/audio",
                    "--captions", "captions.csv"])
     assert rc == 0
     summary = json.loads((sonified / "ev" / "summary.json").read_text())
@@ -122,7 +125,7 @@ def test_bad_clips_are_counted_error_rows(sonified, tmp_path, capsys):
     hidden = tmp_path / "sea-hidden.png"
     shutil.move(moved, hidden)
     try:
-        rc = cli.main(["eval", "--preset", "tiny", "--input", str(out), "--output", str(tmp_path / "ev")])
+        rc = cli.main(["eval", *LOCAL, "--input", str(out), "--output", str(tmp_path / "ev")])
     finally:
         shutil.move(hidden, moved)
     assert rc == 1
@@ -137,7 +140,7 @@ def test_bad_clips_are_counted_error_rows(sonified, tmp_path, capsys):
 
 def test_empty_reference_folder_is_a_clear_error(sonified, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    rc = cli.main(["eval", "--preset", "tiny", "--input", str(sonified / "out"), "--output", str(tmp_path / "ev"),
+    rc = cli.main(["eval", *LOCAL, "--input", str(sonified / "out"), "--output", str(tmp_path / "ev"),
                    "--reference-audio", str(tmp_path / "empty")])
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -146,9 +149,9 @@ def test_empty_reference_folder_is_a_clear_error(sonified, tmp_path, capsys):
 
 def test_sonify_sidecars_and_text_prompts(tmp_path):
     write_images(tmp_path / "images", ["owl.png"])
-    assert cli.main(["sonify", *TINY, str(tmp_path / "images"), "--text", "rain on a roof",
+    assert cli.main(["sonify", *GENERATION, str(tmp_path / "images"), "--text", "rain on a roof",
                      "--output", str(tmp_path / "out")]) == 0
-    assert cli.main(["eval", "--preset", "tiny", "--input", str(tmp_path / "out"),
+    assert cli.main(["eval", *LOCAL, "--input", str(tmp_path / "out"),
                      "--output", str(tmp_path / "ev")]) == 0
     rows = {r["input"].rsplit("/", 1)[-1]: r for r in read_scores(tmp_path / "ev")}
     assert rows["owl.png"]["cs"] != "" and rows["owl.png"]["clap_score"] == ""
@@ -235,3 +238,37 @@ def test_real_architectures_have_the_released_checkpoints_parameter_names():
     # The released PANNs file also stores its STFT and mel weights, which i2a recomputes and drops.
     kept = audio_models.Cnn14.checkpoint_keys({"model": {"logmel_extractor.melW": 0, "fc1.weight": 1}})
     assert kept == {"fc1.weight": 1}
+
+
+def test_grid_top_trials_join_the_audio_leaderboard(tmp_path):
+    from i2a_core import tiny
+    from i2a_core.translator import MLPTranslator, TranslatorConfig
+
+    grid = tmp_path / "grid"
+    for seed, name in enumerate(["best", "second", "broken"]):
+        import torch
+
+        torch.manual_seed(seed)
+        if name != "broken":
+            MLPTranslator(TranslatorConfig(type="mlp", in_dim=tiny.CLIP_DIM, out_dim=tiny.CLAP_DIM, hidden=8)).save(
+                str(grid / "trials" / name))
+    (grid / "leaderboard.csv").write_text("rank,trial,status,image_r1,cosine\n1,best,ok,0.5,0.7\n"
+                                          "2,second,ok,0.25,0.6\n,broken,error,,\n")
+    write_images(tmp_path / "images", ["a.png"])
+    assert cli.main(["eval", *TINY, "--images", str(tmp_path / "images"), "--grid", str(grid), "--top", "1",
+                     "--output", str(tmp_path / "ev")]) == 0
+    with open(tmp_path / "ev" / "audio_leaderboard.csv") as f:
+        board = list(csv.DictReader(f))
+    assert [(r["name"], r["embedding_image_r1"]) for r in board] == [("best", "0.5")]
+
+
+def test_bucket_output_scored_into_the_same_bucket(tmp_path, s3_bucket):
+    write_images(tmp_path / "images", ["a.png", "b.png"])
+    sonify_run(SonifyJob(inputs=(str(tmp_path / "images"),), output=f"{s3_bucket}/out", models=resolve_models("tiny"),
+                         settings=SETTINGS, runner="local"), log=lambda line: None)
+    assert cli.main(["eval", *LOCAL, "--input", f"{s3_bucket}/out", "--output", f"{s3_bucket}/ev",
+                     "--reference-audio", f"{s3_bucket}/out/audio"]) == 0
+    summary = json.loads(storage.read_text(f"{s3_bucket}/ev/summary.json"))
+    assert summary["clips"] == 2 and summary["fad"] == pytest.approx(0.0, abs=1e-6)
+    page = storage.read_text(f"{s3_bucket}/ev/index.html")
+    assert 'src="../out/audio/a.wav"' in page and storage.exists(f"{s3_bucket}/out/audio/a.wav")
