@@ -16,6 +16,7 @@ COMMANDS = {
     "train": "i2a_core.commands.train",
     "sonify": "i2a_core.commands.sonify",
     "sonify-job": "i2a_core.commands.sonify_job",
+    "eval": "i2a_core.commands.eval",
 }
 
 # Errors that are the user's to fix (flags, paths, models, settings): one line, exit status 2, no traceback.

@@ -1,0 +1,1 @@
+"""`i2a eval`: audio-level scores of sonifications (CS, CLAP score, FAD, FD) and the translator audio leaderboard."""
