@@ -48,7 +48,8 @@ def seed_for(key: str, base_seed: int) -> int:
 class Sonifier:
     """The whole model chain, loaded once per process (or per Ray actor)."""
 
-    def __init__(self, models: ModelSpec, device: str | None = None, need_translator: bool = True):
+    def __init__(self, models: ModelSpec, device: str | None = None, need_translator: bool = True,
+                 need_text: bool = False):
         from i2a_core.audioldm import AudioLDMGenerator
         from i2a_core.clip import ClipEncoder
         from i2a_core.translator import load_translator
@@ -63,7 +64,8 @@ class Sonifier:
                                       "(train one with `i2a train`), or use --preset tiny")
             self.translator = load_translator(models.translator)
         # Text prompts need AudioLDM's CLAP text tower; images need only its cached empty-prompt vector.
-        self.generator = AudioLDMGenerator(models.audioldm, device=device, text_encoder=not need_translator)
+        self.generator = AudioLDMGenerator(models.audioldm, device=device,
+                                           text_encoder=need_text or not need_translator)
         if need_translator:
             self.clip = ClipEncoder(models.clip, device=device)
             self.translator.check_dims(self.clip.dim, self.generator.clap_dim, where=models.translator)

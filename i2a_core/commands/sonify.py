@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. Load every model once.
     started = time.perf_counter()
-    sonifier = Sonifier(models, device=args.device, need_translator=bool(sources))
+    sonifier = Sonifier(models, device=args.device, need_translator=bool(sources), need_text=bool(args.text))
     try:
         sonifier.generator.check_duration(settings.duration)
     except ValueError as e:
