@@ -95,10 +95,11 @@ def run(job: CompareJob, log=print) -> list[dict]:
         else:
             log(f"{name}: sonifying {job.images} with {translator}")
             e = job.evaluation
-            bulk.run(bulk.SonifyJob(inputs=(job.images,), output=audio, models=replace(job.models, translator=translator),
-                                    settings=job.settings, limits=images.ImageLimits(), runner=e.runner,
-                                    gpus_per_actor=e.gpus_per_actor, actors=e.actors, device=e.device,
-                                    page_size=e.page_size), log=log)
+            sonify_job = bulk.SonifyJob(inputs=(job.images,), output=audio,
+                                        models=replace(job.models, translator=translator), settings=job.settings,
+                                        limits=images.ImageLimits(), runner=e.runner, gpus_per_actor=e.gpus_per_actor,
+                                        actors=e.actors, device=e.device, page_size=e.page_size)
+            bulk.run(sonify_job, log=log)
         scores = storage.join(job.output, "scores", name)
         summary = evaluation.run(replace(job.evaluation, input=audio, output=scores), log=log)
         rows.append(_row(name, translator, summary, embedding.get(name, {}), f"scores/{name}/"))

@@ -1,4 +1,4 @@
-"""Score a sonify output: list its clips -> ScoreClips (in-process or Ray actors) -> scores.csv, summary, plots, gallery."""
+"""Score a sonify output: list clips -> ScoreClips (in-process or Ray actors) -> scores.csv, summary, plots, gallery."""
 
 from __future__ import annotations
 
@@ -294,7 +294,8 @@ def _gallery_rows(job: EvalJob, rows: list[dict], log) -> list[dict] | None:
 
                 samples, rate = read_wav(row["wav"])
                 spectrogram = f"spectrograms/{name}.png"
-                storage.write_bytes_atomic(storage.join(job.output, spectrogram), gallery.spectrogram_png(samples, rate))
+                storage.write_bytes_atomic(storage.join(job.output, spectrogram),
+                                           gallery.spectrogram_png(samples, rate))
                 if row["image"]:
                     thumbnail = f"thumbs/{name}.jpg"
                     storage.write_bytes_atomic(storage.join(job.output, thumbnail),

@@ -90,7 +90,7 @@ def _download(url: str, what: str, flag: str) -> str:
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise hub.ModelUnavailable(offline_hint.format(reason="HF_HUB_OFFLINE is set"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    staging = f"{target}.partial"
+    staging = f"{target}.{os.getpid()}.partial"  # actors on one node may download at once
     try:
         with urllib.request.urlopen(url, timeout=30) as response, open(staging, "wb") as f:
             while chunk := response.read(1 << 20):
