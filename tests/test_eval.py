@@ -272,3 +272,12 @@ def test_bucket_output_scored_into_the_same_bucket(tmp_path, s3_bucket):
     assert summary["clips"] == 2 and summary["fad"] == pytest.approx(0.0, abs=1e-6)
     page = storage.read_text(f"{s3_bucket}/ev/index.html")
     assert 'src="../out/audio/a.wav"' in page and storage.exists(f"{s3_bucket}/out/audio/a.wav")
+
+
+def test_a_16k_cnn14_checkpoint_is_read_as_the_16k_variant():
+    from i2a_core.evaluation import scorers
+
+    sixteen = scorers.released_config("cnn14", scorers.CNN14_16K_URL)
+    assert (sixteen.sample_rate, sixteen.window, sixteen.hop, sixteen.fmax) == (16000, 512, 160, 8000.0)
+    assert scorers.released_config("cnn14", scorers.CNN14_URL).sample_rate == 32000
+    assert scorers.released_config("cnn14", "/weights/Cnn14_mAP=0.431.pth").window == 1024
