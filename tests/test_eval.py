@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import scipy.linalg
+import soundfile
 from helpers import write_images
 
 from i2a_core import cli, storage
@@ -172,9 +173,14 @@ def test_two_translators_rank_and_a_rerun_resumes(tmp_path, capsys):
         str(tmp_path / "other"))
     write_images(tmp_path / "images", ["a.png", "b.png"])
     (tmp_path / "captions.csv").write_text("a.png,wind in trees\nb.png,a bell rings\n")
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        soundfile.write(reference / f"real{i}.wav", rng.normal(0, 0.1, 24000).astype(np.float32), 24000)
     args = ["eval", *TINY, "--images", str(tmp_path / "images"), "--translators",
             f"{tiny.tiny_dir('translator')},{tmp_path / 'other'}", "--captions", str(tmp_path / "captions.csv"),
-            "--text", "--output", str(tmp_path / "ev")]
+            "--text", "--reference-audio", str(reference), "--output", str(tmp_path / "ev")]
     assert cli.main(args) == 0
     with open(tmp_path / "ev" / "audio_leaderboard.csv") as f:
         board = list(csv.DictReader(f))
@@ -182,6 +188,9 @@ def test_two_translators_rank_and_a_rerun_resumes(tmp_path, capsys):
     assert [r["rank"] for r in board] == ["1", "2", "3"]
     assert [float(r["cs"]) for r in board] == sorted((float(r["cs"]) for r in board), reverse=True)
     assert (tmp_path / "ev" / "audio_leaderboard.md").read_text().count("\n| ") == 4
+    assert all(float(r["fad"]) > 0 and float(r["fd"]) > 0 for r in board)
+    out = capsys.readouterr().out
+    assert out.count("3 reference clips (embedded by an earlier row)") == 2  # embedded once, for the first row
     assert (tmp_path / "ev" / "audio_leaderboard.png").stat().st_size > 0
     wavs = sorted((tmp_path / "ev" / "sonify").rglob("*.wav"))
     assert len(wavs) == 6
@@ -272,3 +281,12 @@ def test_bucket_output_scored_into_the_same_bucket(tmp_path, s3_bucket):
     assert summary["clips"] == 2 and summary["fad"] == pytest.approx(0.0, abs=1e-6)
     page = storage.read_text(f"{s3_bucket}/ev/index.html")
     assert 'src="../out/audio/a.wav"' in page and storage.exists(f"{s3_bucket}/out/audio/a.wav")
+
+
+def test_a_16k_cnn14_checkpoint_is_read_as_the_16k_variant():
+    from i2a_core.evaluation import scorers
+
+    sixteen = scorers.released_config("cnn14", scorers.CNN14_16K_URL)
+    assert (sixteen.sample_rate, sixteen.window, sixteen.hop, sixteen.fmax) == (16000, 512, 160, 8000.0)
+    assert scorers.released_config("cnn14", scorers.CNN14_URL).sample_rate == 32000
+    assert scorers.released_config("cnn14", "/weights/Cnn14_mAP=0.431.pth").window == 1024

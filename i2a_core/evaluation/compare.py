@@ -84,7 +84,7 @@ def _sonify_texts(job: CompareJob, output: str, log) -> None:
 def run(job: CompareJob, log=print) -> list[dict]:
     from i2a_core.pipelines import sonify as bulk
 
-    rows = []
+    rows, reference_cache = [], {}  # the reference set is embedded once for all rows
     embedding = dict(job.embedding_rows)
     names = list(job.translators) + ([(TEXT_ROW, "")] if job.text else [])
     for name, translator in names:
@@ -95,12 +95,14 @@ def run(job: CompareJob, log=print) -> list[dict]:
         else:
             log(f"{name}: sonifying {job.images} with {translator}")
             e = job.evaluation
-            bulk.run(bulk.SonifyJob(inputs=(job.images,), output=audio, models=replace(job.models, translator=translator),
-                                    settings=job.settings, limits=images.ImageLimits(), runner=e.runner,
-                                    gpus_per_actor=e.gpus_per_actor, actors=e.actors, device=e.device,
-                                    page_size=e.page_size), log=log)
+            sonify_job = bulk.SonifyJob(inputs=(job.images,), output=audio,
+                                        models=replace(job.models, translator=translator), settings=job.settings,
+                                        limits=images.ImageLimits(), runner=e.runner, gpus_per_actor=e.gpus_per_actor,
+                                        actors=e.actors, device=e.device, page_size=e.page_size)
+            bulk.run(sonify_job, log=log)
         scores = storage.join(job.output, "scores", name)
-        summary = evaluation.run(replace(job.evaluation, input=audio, output=scores), log=log)
+        summary = evaluation.run(replace(job.evaluation, input=audio, output=scores), log=log,
+                                 reference_cache=reference_cache)
         rows.append(_row(name, translator, summary, embedding.get(name, {}), f"scores/{name}/"))
     ranked = rank(rows)
     write_leaderboard(job.output, ranked, tiny=job.evaluation.models.tiny)
@@ -133,11 +135,11 @@ def rank(rows: list[dict]) -> list[dict]:
     return ranked
 
 
-def _cell(value) -> str:
+def _cell(value, digits: int = 6) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.{digits}g}"  # significant digits: FAD on close sets is 1e-5, CS is 10
     return str(value)
 
 
@@ -157,7 +159,7 @@ def write_leaderboard(output: str, ranked: list[dict], tiny: bool = False) -> No
     if tiny:
         lines += ["**Warning: tiny preset, random models: these numbers are meaningless.**", ""]
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in shown) + " |" for row in ranked]
+    lines += ["| " + " | ".join(_cell(row.get(c), 4) for c in shown) + " |" for row in ranked]
     storage.write_text_atomic(storage.join(output, "audio_leaderboard.md"), "\n".join(lines) + "\n")
     storage.write_bytes_atomic(storage.join(output, "audio_leaderboard.png"), _plot(ranked))
 

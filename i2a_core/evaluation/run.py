@@ -1,4 +1,4 @@
-"""Score a sonify output: list its clips -> ScoreClips (in-process or Ray actors) -> scores.csv, summary, plots, gallery."""
+"""Score a sonify output: list clips -> ScoreClips (in-process or Ray actors) -> scores.csv, summary, plots, gallery."""
 
 from __future__ import annotations
 
@@ -294,7 +294,8 @@ def _gallery_rows(job: EvalJob, rows: list[dict], log) -> list[dict] | None:
 
                 samples, rate = read_wav(row["wav"])
                 spectrogram = f"spectrograms/{name}.png"
-                storage.write_bytes_atomic(storage.join(job.output, spectrogram), gallery.spectrogram_png(samples, rate))
+                storage.write_bytes_atomic(storage.join(job.output, spectrogram),
+                                           gallery.spectrogram_png(samples, rate))
                 if row["image"]:
                     thumbnail = f"thumbs/{name}.jpg"
                     storage.write_bytes_atomic(storage.join(job.output, thumbnail),
@@ -337,8 +338,12 @@ def _gallery_info(job: EvalJob, clips: Clips, summary: dict) -> dict:
             "random_weights": job.models.tiny or any("tiny:" in str(v) for v in models.values())}
 
 
-def run(job: EvalJob, log=print) -> dict:
-    """Score every clip of job.input into job.output; returns the summary (also written as summary.json)."""
+def run(job: EvalJob, log=print, reference_cache: dict | None = None) -> dict:
+    """Score every clip of job.input into job.output; returns the summary (also written as summary.json).
+
+    reference_cache: a dict shared by runs against the same --reference-audio (the translator comparison),
+    so the reference set is embedded once, not once per translator.
+    """
     # 1. Check and list everything before loading a model.
     captions = read_captions(job.captions)
     clips = list_clips(job.input, captions)
@@ -346,18 +351,28 @@ def run(job: EvalJob, log=print) -> dict:
     storage.makedirs(job.output)
     want = ("cs", "clap") + (("fad", "fd") if reference else ())
     check_available(job.models, want)
-    runner = _choose_runner(job, len(clips.rows) + len(reference))
-    log(f"{len(clips.rows)} clips to score from {job.input} ({clips.source}), {len(reference)} reference clips "
-        f"({runner})")
+    cached = reference_cache is not None and reference_cache.get("folder") == job.reference_audio
+    runner = _choose_runner(job, len(clips.rows) + (0 if cached else len(reference)))
+    log(f"{len(clips.rows)} clips to score from {job.input} ({clips.source}), {len(reference)} reference clips"
+        f"{' (embedded by an earlier row)' if cached and reference else ''} ({runner})")
     if job.models.tiny:
         log(f"warning: {TINY_WARNING}")
 
     # 2. Score generated and reference clips in one pass over the scoring models.
     for i, row in enumerate(clips.rows):
         row["key"] = f"clip:{i}"
-    reference_rows = [{"key": f"reference:{i}", "wav": wav, "image": "", "caption": ""}
-                      for i, wav in enumerate(reference)]
+    reference_rows = [] if cached else [{"key": f"reference:{i}", "wav": wav, "image": "", "caption": ""}
+                                        for i, wav in enumerate(reference)]
     results, gaussians = score_rows(clips.rows + reference_rows, job, want, runner)
+    if reference:
+        if cached:
+            gaussians.update(reference_cache["gaussians"])
+            reference_errors = reference_cache["errors"]
+        else:
+            reference_errors = sum(1 for r in reference_rows if results[r["key"]]["error"])
+        if reference_cache is not None:
+            reference_cache.update(folder=job.reference_audio, errors=reference_errors,
+                                   gaussians={k: v for k, v in gaussians.items() if k[0] == "reference"})
 
     # 3. Per-clip rows, then the set-level numbers.
     for row in clips.rows:
@@ -376,7 +391,7 @@ def run(job: EvalJob, log=print) -> dict:
         "scoring_models": describe(job.models), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if reference:
-        summary.update(_distances(reference_rows, results, gaussians, job.reference_audio))
+        summary.update(_distances(len(reference), reference_errors, gaussians, job.reference_audio))
     if job.models.tiny:
         summary["warning"] = TINY_WARNING
 
@@ -396,11 +411,9 @@ def run(job: EvalJob, log=print) -> dict:
     return summary
 
 
-def _distances(reference_rows: list[dict], results: dict, gaussians: dict, folder: str) -> dict:
+def _distances(listed: int, bad: int, gaussians: dict, folder: str) -> dict:
     """FAD (VGGish patches) and FD (PANNs clips) of the scored clips against the reference set."""
-    bad = [r["wav"] for r in reference_rows if results[r["key"]]["error"]]
-    out = {"reference_audio": folder, "reference_clips": len(reference_rows) - len(bad),
-           "reference_errors": len(bad)}
+    out = {"reference_audio": folder, "reference_clips": listed - bad, "reference_errors": bad}
     for name, embedding in (("fad", "vggish"), ("fd", "panns")):
         try:
             generated, reference = gaussians.get(("clip", embedding)), gaussians.get(("reference", embedding))
@@ -422,5 +435,5 @@ def summary_line(summary: dict) -> str:
     parts = [f"{summary['scored']} of {summary['clips']} clips scored", interval("cs"), interval("clap_score")]
     for name in ("fad", "fd"):
         if name in summary:
-            parts.append(f"{name.upper()} {summary[name]:.4f}" if summary[name] is not None else f"{name} n/a")
+            parts.append(f"{name.upper()} {summary[name]:.4g}" if summary[name] is not None else f"{name} n/a")
     return "; ".join(parts)

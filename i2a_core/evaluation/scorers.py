@@ -18,6 +18,8 @@ from i2a_core.clip import ClipSpec
 WAV2CLIP_URL = "https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0-alpha/Wav2CLIP.pt"
 VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
 CNN14_URL = "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth"
+# The 16 kHz CNN14 that audioldm_eval uses for FD on 16 kHz audio; chosen by "16k" in the file name.
+CNN14_16K_URL = "https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth"
 CLAP_HUB_ID = "laion/clap-htsat-unfused"
 RESAMPLER = "torchaudio.functional.resample (sinc_interp_hann, lowpass_filter_width=6, rolloff=0.99)"
 CS_SECONDS = 10.0  # Wav2CLIP input length: AudioLDM's and V2A-Mapper's 10 s clips
@@ -37,8 +39,6 @@ class ScoringModels:
     trust_pickles: bool = False  # allow full unpickling of .pt/.pth checkpoints (only for files you trust)
 
     def describe(self) -> dict:
-        from i2a_core.evaluation import tiny_scorers
-
         versions = _versions()
         return {
             "cs_image": {"model": f"CLIP {self.cs_clip.model}", "pretrained": self.cs_clip.pretrained,
@@ -50,8 +50,9 @@ class ScoringModels:
                            "embedding": "get_audio_features / get_text_features (projected)"},
             "fad": {"model": "VGGish", "weights": self.fad, "sample_rate": 16000,
                     "embedding": "128-d per 0.96 s patch, last layer before ReLU, no PCA"},
-            "fd": {"model": "PANNs CNN14", "weights": self.fd, "sample_rate": tiny_scorers.CNN14_RATE
-                   if self.tiny else 32000, "embedding": "2048-d fc1 + ReLU per clip"},
+            "fd": {"model": "PANNs CNN14", "weights": self.fd,
+                   "sample_rate": 16000 if self.tiny or "16k" in self.fd else 32000,
+                   "embedding": "2048-d fc1 + ReLU per clip"},
             "resampler": RESAMPLER, "torch": versions["torch"], "torchaudio": versions["torchaudio"],
         }
 
@@ -90,7 +91,7 @@ def _download(url: str, what: str, flag: str) -> str:
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise hub.ModelUnavailable(offline_hint.format(reason="HF_HUB_OFFLINE is set"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    staging = f"{target}.partial"
+    staging = f"{target}.{os.getpid()}.partial"  # actors on one node may download at once
     try:
         with urllib.request.urlopen(url, timeout=30) as response, open(staging, "wb") as f:
             while chunk := response.read(1 << 20):
@@ -141,13 +142,23 @@ def load_checkpoint(path: str, what: str, trust_pickles: bool = False) -> dict:
             f".safetensors, or pass --trust-checkpoints if you trust the file (it runs the pickle's code)") from None
 
 
+def released_config(kind: str, reference: str):
+    """The architecture of a released checkpoint: the defaults, or CNN14's 16 kHz variant ("16k" in its name)."""
+    from i2a_core.evaluation import audio_models
+
+    _, config_class = audio_models.ARCHITECTURES[kind]
+    if kind == "cnn14" and "16k" in os.path.basename(urllib.parse.unquote(reference)):
+        return config_class(sample_rate=16000, window=512, hop=160, fmax=8000.0)
+    return config_class()
+
+
 def load_audio_model(kind: str, reference: str, what: str, flag: str, trust_pickles: bool = False):
     """One of audio_models.ARCHITECTURES with its weights; a folder holds config.json + the checkpoint."""
     from i2a_core.evaluation import audio_models
 
-    model_class, config_class = audio_models.ARCHITECTURES[kind]
+    model_class, _ = audio_models.ARCHITECTURES[kind]
     path = resolve_weights(reference, what, flag)
-    config = config_class()
+    config = released_config(kind, reference)
     if os.path.isdir(path):  # a self-describing folder (the tiny scorers, or a converted checkpoint)
         with open(os.path.join(path, "config.json")) as f:
             described = json.load(f)
