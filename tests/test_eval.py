@@ -12,7 +12,7 @@ import scipy.linalg
 import soundfile
 from helpers import write_images
 
-from i2a_core import cli, storage
+from i2a_core import cli, hub, storage
 from i2a_core.evaluation import metrics
 from i2a_core.pipelines.sonify import SonifyJob
 from i2a_core.pipelines.sonify import run as sonify_run
@@ -179,7 +179,7 @@ def test_two_translators_rank_and_a_rerun_resumes(tmp_path, capsys):
     for i in range(3):
         soundfile.write(reference / f"real{i}.wav", rng.normal(0, 0.1, 24000).astype(np.float32), 24000)
     args = ["eval", *TINY, "--images", str(tmp_path / "images"), "--translators",
-            f"{tiny.tiny_dir('translator')},{tmp_path / 'other'}", "--captions", str(tmp_path / "captions.csv"),
+            f"{hub.local_model('tiny:translator')},{tmp_path / 'other'}", "--captions", str(tmp_path / "captions.csv"),
             "--text", "--reference-audio", str(reference), "--output", str(tmp_path / "ev")]
     assert cli.main(args) == 0
     with open(tmp_path / "ev" / "audio_leaderboard.csv") as f:

@@ -319,13 +319,10 @@ def _gallery_rows(job: EvalJob, rows: list[dict], log) -> list[dict] | None:
 
 
 def _write_gallery(job: EvalJob, rows: list[dict], info: dict, log) -> None:
-    import inspect
-
     gallery_rows = _gallery_rows(job, rows, log)
     if gallery_rows is None:
         return
-    kwargs = {"info": info} if "info" in inspect.signature(gallery.write_gallery).parameters else {}
-    gallery.write_gallery(job.output, gallery_rows, job.page_size, **kwargs)
+    gallery.write_gallery(job.output, gallery_rows, job.page_size, info=info)
 
 
 def _gallery_info(job: EvalJob, clips: Clips, summary: dict) -> dict:
