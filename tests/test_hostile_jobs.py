@@ -168,7 +168,10 @@ def test_a_failing_start_writes_no_job_json_and_the_corrected_command_runs(tmp_p
     MLPTranslator(TranslatorConfig(in_dim=8, out_dim=8, hidden=4)).save(str(bad_translator))
     config = json.loads((bad_translator / "config.json").read_text())
     (bad_translator / "config.json").write_text(json.dumps({**config, "type": "transformer"}))
-    for wrong in (["--translator", str(bad_translator)], ["--duration", "100"], ["--duration", "0.001"]):
+    wrong_dims = tmp_path / "wrong-dims"  # a valid translator for other encoders
+    MLPTranslator(TranslatorConfig(in_dim=7, out_dim=8, hidden=4)).save(str(wrong_dims))
+    for wrong in (["--translator", str(bad_translator)], ["--translator", str(wrong_dims)],
+                  ["--duration", "100"], ["--duration", "0.001"]):
         assert main([*args, *wrong]) == 2
         _one_line_error(capsys)
         assert not os.path.exists(os.path.join(output, "job.json")), wrong
