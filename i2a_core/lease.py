@@ -64,8 +64,8 @@ def stale_reason(record: dict, now: float | None = None, stale_s: float = STALE_
 
 
 class _LocalLease:
-    """A lock file created with link() (fails if it exists); the heartbeat rewrites it by rename after
-    checking it is still ours."""
+    """A lock file created with link() (fails if it exists); the heartbeat touches its mtime and checks that
+    the file is still ours."""
 
     def __init__(self, output: str):
         os.makedirs(output, exist_ok=True)
@@ -88,10 +88,11 @@ class _LocalLease:
     def read(self) -> tuple[dict | None, object]:
         try:
             with open(self.path, "rb") as f:
-                data = f.read(65536)
+                data, modified = f.read(65536), os.fstat(f.fileno()).st_mtime
         except FileNotFoundError:
             return None, None
         record = _parse(data)
+        record["heartbeat_at"] = modified  # the heartbeat is the file's mtime (the file server's clock on NFS)
         return record, record.get("token")
 
     def remove_if(self, version) -> bool:
@@ -117,10 +118,14 @@ class _LocalLease:
         return True
 
     def refresh(self, record: dict, version) -> object:
+        # Touch, never rewrite: a rewrite could overwrite a lease another job just took over.
+        try:
+            os.utime(self.path)
+        except FileNotFoundError:
+            pass
         current, token = self.read()
         if token != version:
             raise LeaseLost(f"{self.path}: taken over by {_holder(current)}")
-        storage.write_text_atomic(self.path, json.dumps(record))
         return version
 
     def release(self, version) -> None:

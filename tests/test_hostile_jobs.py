@@ -58,12 +58,15 @@ def _images(folder, count: int) -> list[str]:
 # --- 5. one job per output ---
 
 
-def _write_lease(output, **fields) -> None:
+def _write_lease(output, heartbeat_at=None, **fields) -> None:
+    """A lease as another job leaves it; its heartbeat is the file's mtime."""
     os.makedirs(output, exist_ok=True)
-    record = {"host": socket.gethostname(), "pid": os.getpid(), "token": "t", "started_at": "earlier",
-              "heartbeat_at": time.time(), **fields}
-    with open(os.path.join(output, lease.LEASE_NAME), "w") as f:
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "token": "t", "started_at": "earlier", **fields}
+    path = os.path.join(output, lease.LEASE_NAME)
+    with open(path, "w") as f:
         json.dump(record, f)
+    if heartbeat_at is not None:
+        os.utime(path, (heartbeat_at, heartbeat_at))
 
 
 def _dead_pid() -> int:
@@ -105,9 +108,9 @@ def test_local_lease_heartbeat_takeover_and_release(tmp_path):
     output = str(tmp_path)
     first = lease.Lease(output, heartbeat_s=0.05)
     path = os.path.join(output, lease.LEASE_NAME)
-    beat = json.load(open(path))["heartbeat_at"]
+    beat = os.stat(path).st_mtime
     time.sleep(0.3)
-    assert json.load(open(path))["heartbeat_at"] > beat  # the daemon thread refreshes it
+    assert os.stat(path).st_mtime > beat  # the daemon thread refreshes it
     with pytest.raises(lease.LeaseHeld):
         lease.Lease(output)
     second = lease.Lease(output, take_over=True, heartbeat_s=0.05)
