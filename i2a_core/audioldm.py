@@ -30,24 +30,37 @@ def resolve_audioldm(source: str) -> str:
                             allow_patterns=["*.json", "*.txt", "*.safetensors", "tokenizer/*"])
 
 
-def check_duration_from_config(source: str, duration: float) -> None:
-    """The generator's duration check, from the checkpoint's config files alone (no weights are loaded).
+def _config_files(source: str) -> dict | None:
+    """The vocoder, VAE and CLAP text encoder configs of a checkpoint, fetching only its JSON files.
 
-    Jobs run it on the driver before they claim an output; an s3:// checkpoint is only range-checked here
-    (its actors check the rest), so the driver never downloads a model it does not run.
+    None for an s3:// checkpoint: the driver never downloads a model that only its actors run.
     """
     import json
     import os
 
+    if storage.is_remote(source):
+        return None
+    local = hub.resolve_repo(source, "AudioLDM", "--audioldm", allow_patterns=["*.json"])
+    configs = {}
+    for part in ("vocoder", "vae", "text_encoder"):
+        with open(os.path.join(local, part, "config.json")) as f:
+            configs[part] = json.load(f)
+    return configs
+
+
+def check_duration_from_config(source: str, duration: float) -> None:
+    """The generator's duration check, from the checkpoint's config files alone (no weights are loaded).
+
+    Jobs run it on the driver before they claim an output; an s3:// checkpoint is only range-checked here
+    (its actors check the rest).
+    """
     if not 0 < duration <= MAX_DURATION_S:
         raise ValueError(f"--duration {duration:g}: AudioLDM makes clips of at most {MAX_DURATION_S:g} s")
-    if storage.is_remote(source):
+    configs = _config_files(source)
+    if configs is None:
         return
-    local = hub.resolve_repo(source, "AudioLDM", "--audioldm", allow_patterns=["*.json"])
-    with open(os.path.join(local, "vocoder", "config.json")) as f:
-        vocoder = json.load(f)
-    with open(os.path.join(local, "vae", "config.json")) as f:
-        vae_scale_factor = 2 ** (len(json.load(f)["block_out_channels"]) - 1)
+    vocoder = configs["vocoder"]
+    vae_scale_factor = 2 ** (len(configs["vae"]["block_out_channels"]) - 1)
     shortest = float(np.prod(vocoder["upsample_rates"])) / vocoder["sampling_rate"] * vae_scale_factor
     if duration < shortest:
         raise ValueError(f"--duration {duration:g}: AudioLDM makes clips from {shortest:g} s to {MAX_DURATION_S:g} s")
@@ -58,6 +71,12 @@ def generation_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return pick_dtype(device)
+
+
+def clap_dim_from_config(source: str) -> int | None:
+    """The CLAP vector size AudioLDM conditions on, from its config (None when not known without a download)."""
+    configs = _config_files(source)
+    return int(configs["text_encoder"]["projection_dim"]) if configs else None
 
 
 class ClapTextEncoder:

@@ -85,6 +85,23 @@ def image_transform(spec: ClipSpec):
     return image_transform_v2(PreprocessCfg(**preprocess), is_train=False)
 
 
+def clip_dim_from_config(spec: ClipSpec) -> int | None:
+    """CLIP's vector size from its config alone (tiny, local-dir: or a built-in open_clip name), else None."""
+    import json
+
+    import open_clip
+
+    if tiny.is_generated(spec.model) or spec.model.startswith("local-dir:"):
+        folder = hub.local_model(spec.model) if tiny.is_generated(spec.model) else spec.model[len("local-dir:"):]
+        try:
+            with open(os.path.join(folder, "open_clip_config.json")) as f:
+                return int(json.load(f)["model_cfg"]["embed_dim"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    config = open_clip.get_model_config(spec.model) if not spec.model.startswith("hf-hub:") else None
+    return int(config["embed_dim"]) if config and "embed_dim" in config else None
+
+
 class ClipEncoder:
     """CLIP image and text towers. Vectors come back as CLIP outputs them: float32, not normalised."""
 

@@ -64,32 +64,36 @@ def stale_reason(record: dict, now: float | None = None, stale_s: float = STALE_
 
 
 class _LocalLease:
-    """A lock file created with O_EXCL; the heartbeat rewrites it by rename after checking it is still ours."""
+    """A lock file created with link() (fails if it exists); the heartbeat touches its mtime and checks that
+    the file is still ours."""
 
     def __init__(self, output: str):
         os.makedirs(output, exist_ok=True)
         self.path = os.path.join(output, LEASE_NAME)
 
     def create(self, record: dict) -> bool:
+        # Written whole beside the lease, then hard-linked to its name: link() fails if the name exists
+        # (atomic, also on NFS), and no reader ever sees a half-written lease.
+        staging = f"{self.path}.{uuid.uuid4().hex}.new"
+        with open(staging, "w") as f:
+            json.dump(record, f)
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(staging, self.path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
+        finally:
+            os.remove(staging)
         return True
 
     def read(self) -> tuple[dict | None, object]:
         try:
             with open(self.path, "rb") as f:
-                data = f.read(65536)
+                data, modified = f.read(65536), os.fstat(f.fileno()).st_mtime
         except FileNotFoundError:
             return None, None
-        try:
-            record = json.loads(data)
-        except ValueError:
-            record = {}
-        return (record if isinstance(record, dict) else {}), record.get("token") if isinstance(record, dict) else None
+        record = _parse(data)
+        record["heartbeat_at"] = modified  # the heartbeat is the file's mtime (the file server's clock on NFS)
+        return record, record.get("token")
 
     def remove_if(self, version) -> bool:
         """Remove the lease if it is still the one read (`version` is its token): rename aside, then check."""
@@ -114,10 +118,14 @@ class _LocalLease:
         return True
 
     def refresh(self, record: dict, version) -> object:
+        # Touch, never rewrite: a rewrite could overwrite a lease another job just took over.
+        try:
+            os.utime(self.path)
+        except FileNotFoundError:
+            pass
         current, token = self.read()
         if token != version:
             raise LeaseLost(f"{self.path}: taken over by {_holder(current)}")
-        storage.write_text_atomic(self.path, json.dumps(record))
         return version
 
     def release(self, version) -> None:
@@ -143,12 +151,7 @@ class _ObjectLease:
             response = self.fs.call_s3("get_object", Bucket=self.bucket, Key=self.key)
         except FileNotFoundError:
             return None, None
-        data = _sync_read(self.fs, response["Body"])
-        try:
-            record = json.loads(data)
-        except (ValueError, TypeError):
-            record = {}
-        return (record if isinstance(record, dict) else {}), response["ETag"]
+        return _parse(_sync_read(self.fs, response["Body"])), response["ETag"]
 
     def remove_if(self, version) -> bool:
         try:
@@ -169,6 +172,15 @@ class _ObjectLease:
 
     def release(self, version) -> None:
         self.remove_if(version)
+
+
+def _parse(data: bytes) -> dict:
+    """A lease record; {} for one that is not JSON (a crash mid-write, or someone else's file)."""
+    try:
+        record = json.loads(data)
+    except (ValueError, TypeError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _sync_read(fs, body) -> bytes:

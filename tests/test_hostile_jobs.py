@@ -58,12 +58,15 @@ def _images(folder, count: int) -> list[str]:
 # --- 5. one job per output ---
 
 
-def _write_lease(output, **fields) -> None:
+def _write_lease(output, heartbeat_at=None, **fields) -> None:
+    """A lease as another job leaves it; its heartbeat is the file's mtime."""
     os.makedirs(output, exist_ok=True)
-    record = {"host": socket.gethostname(), "pid": os.getpid(), "token": "t", "started_at": "earlier",
-              "heartbeat_at": time.time(), **fields}
-    with open(os.path.join(output, lease.LEASE_NAME), "w") as f:
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "token": "t", "started_at": "earlier", **fields}
+    path = os.path.join(output, lease.LEASE_NAME)
+    with open(path, "w") as f:
         json.dump(record, f)
+    if heartbeat_at is not None:
+        os.utime(path, (heartbeat_at, heartbeat_at))
 
 
 def _dead_pid() -> int:
@@ -105,9 +108,9 @@ def test_local_lease_heartbeat_takeover_and_release(tmp_path):
     output = str(tmp_path)
     first = lease.Lease(output, heartbeat_s=0.05)
     path = os.path.join(output, lease.LEASE_NAME)
-    beat = json.load(open(path))["heartbeat_at"]
+    beat = os.stat(path).st_mtime
     time.sleep(0.3)
-    assert json.load(open(path))["heartbeat_at"] > beat  # the daemon thread refreshes it
+    assert os.stat(path).st_mtime > beat  # the daemon thread refreshes it
     with pytest.raises(lease.LeaseHeld):
         lease.Lease(output)
     second = lease.Lease(output, take_over=True, heartbeat_s=0.05)
@@ -168,7 +171,10 @@ def test_a_failing_start_writes_no_job_json_and_the_corrected_command_runs(tmp_p
     MLPTranslator(TranslatorConfig(in_dim=8, out_dim=8, hidden=4)).save(str(bad_translator))
     config = json.loads((bad_translator / "config.json").read_text())
     (bad_translator / "config.json").write_text(json.dumps({**config, "type": "transformer"}))
-    for wrong in (["--translator", str(bad_translator)], ["--duration", "100"], ["--duration", "0.001"]):
+    wrong_dims = tmp_path / "wrong-dims"  # a valid translator for other encoders
+    MLPTranslator(TranslatorConfig(in_dim=7, out_dim=8, hidden=4)).save(str(wrong_dims))
+    for wrong in (["--translator", str(bad_translator)], ["--translator", str(wrong_dims)],
+                  ["--duration", "100"], ["--duration", "0.001"]):
         assert main([*args, *wrong]) == 2
         _one_line_error(capsys)
         assert not os.path.exists(os.path.join(output, "job.json")), wrong

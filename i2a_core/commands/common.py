@@ -132,9 +132,11 @@ def generation_from_args(args: argparse.Namespace):
         guidance=args.guidance if args.guidance is not None else preset.guidance,
         seed=args.seed, batch_size=args.batch_size, scheduler=args.scheduler, compile=args.compile,
     )
-    if not 0 < settings.duration <= MAX_DURATION_S:
-        raise CommandError(f"--duration {settings.duration:g}: must be a positive number of seconds, "
-                           f"at most {MAX_DURATION_S:g}")
+    if not settings.duration > 0:
+        raise CommandError(f"--duration {settings.duration:g}: must be a positive number of seconds")
+    if settings.duration > MAX_DURATION_S:  # checked here, before any model loads or any output is claimed
+        raise CommandError(f"--duration {settings.duration:g}: AudioLDM makes clips from a fraction of a second "
+                           f"to {MAX_DURATION_S:g} s")
     if settings.steps < 1:
         raise CommandError(f"--steps {settings.steps}: must be at least 1")
     if settings.batch_size < 1:

@@ -7,7 +7,6 @@ import argparse
 from i2a_core import sources
 from i2a_core.commands.common import CommandError, add_lease_argument, add_model_arguments, models_from_args
 from i2a_core.lease import LeaseLost
-from i2a_core.sources import MAX_CAPTION_CHARS
 from i2a_core.pipelines.embed import SOURCES, EmbedConfig, run_embed
 
 HELP = "compute (CLIP, CLAP) training pairs from AudioCaps captions or fetched images, as Parquet"
@@ -72,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{stats['rows_written']} pairs written to {config.output} ({stats['rows']} in total, "
           f"{stats['rows_per_s']} rows/s); skipped: {failures}; truncated captions: "
           f"clip {stats['truncated_captions']['clip']}, clap {stats['truncated_captions']['clap']}, "
-          f"over {MAX_CAPTION_CHARS} characters {stats['truncated_captions']['characters']}")
+          f"over {sources.MAX_CAPTION_CHARS} characters {stats['truncated_captions']['characters']}")
     return 0

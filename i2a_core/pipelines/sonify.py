@@ -444,14 +444,22 @@ def check_job(job: SonifyJob) -> None:
 
     Raises storage.OutputError, TranslatorError or JobError naming the problem.
     """
-    from i2a_core.audioldm import check_duration_from_config
+    from i2a_core.audioldm import check_duration_from_config, clap_dim_from_config
+    from i2a_core.clip import clip_dim_from_config
     from i2a_core.translator import inspect_translator
 
     storage.check_output(job.output)
     if not job.models.translator:
         raise TranslatorError("images need a translator: pass --translator DIR|URL "
                               "(train one with `i2a train`), or use --preset tiny")
-    inspect_translator(job.models.translator)
+    config = inspect_translator(job.models.translator)
+    clip_dim, clap_dim = clip_dim_from_config(job.models.clip), clap_dim_from_config(job.models.audioldm)
+    if clip_dim and config.in_dim != clip_dim:
+        raise TranslatorError(f"{job.models.translator}: maps {config.in_dim}-d CLIP vectors, "
+                              f"but {job.models.clip.model} gives {clip_dim}-d ones")
+    if clap_dim and config.out_dim != clap_dim:
+        raise TranslatorError(f"{job.models.translator}: gives {config.out_dim}-d CLAP vectors, "
+                              f"but {job.models.audioldm} expects {clap_dim}-d ones")
     try:
         check_duration_from_config(job.models.audioldm, job.settings.duration)
     except ValueError as e:
