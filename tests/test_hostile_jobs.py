@@ -489,12 +489,12 @@ def test_device_cuda_without_a_gpu_exits_2(tmp_path, capsys):
 @pytest.mark.parametrize("command", ["sonify", "sonify-job"])
 def test_output_bucket_that_does_not_exist_is_refused_before_any_model_loads(tmp_path, capsys, monkeypatch,
                                                                              s3_endpoint, command):
-    import i2a_core.commands.sonify as sonify_command
+    import i2a_core.sonify as sonify_library
 
     def no_models(*args, **kwargs):
         raise AssertionError("models were loaded before the output was checked")
 
-    monkeypatch.setattr(sonify_command, "Sonifier", no_models)
+    monkeypatch.setattr(sonify_library, "Sonifier", no_models)  # `i2a sonify` imports it when it runs
     monkeypatch.setattr(sonify_pipeline, "EncodeImages", no_models)
     _images(tmp_path / "in", 1)
     assert main([command, *FAST, "--input", str(tmp_path / "in"), "--output", "s3://no-such-bucket-i2a/out"]) == 2
