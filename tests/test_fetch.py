@@ -85,7 +85,7 @@ def test_fetch_cc_counts_failures_and_rerun_skips_finished_shards(served, tmp_pa
     output = tmp_path / "shards"
     argv = ["fetch", "--source", "cc", "--input", str(table), "--output", str(output), "--preset", "tiny",
             "--processes", "1", "--threads", "4", "--shard-size", "4", "--timeout", "5"]
-    assert main(argv) == 0
+    assert main(argv) == 1  # three URLs failed
     summary = capsys.readouterr().out
     assert "5 of 8 images fetched into 2 shard(s), 3 failed" in summary
     assert "404" in summary
@@ -101,7 +101,7 @@ def test_fetch_cc_counts_failures_and_rerun_skips_finished_shards(served, tmp_pa
 
     # A rerun finds both shards finished: nothing is downloaded again, the tars are untouched.
     mtimes = {p: os.stat(p).st_mtime_ns for p in glob.glob(str(output / "*.tar"))}
-    assert main(argv) == 0
+    assert main(argv) == 1  # three URLs failed
     assert "5 of 8 images fetched into 2 shard(s), 3 failed" in capsys.readouterr().out
     assert {p: os.stat(p).st_mtime_ns for p in glob.glob(str(output / "*.tar"))} == mtimes
 
@@ -114,7 +114,7 @@ def test_fetch_wit_with_ray_distributor(served, tmp_path, ray_session, capsys):
     table.write_text("\n".join(lines) + "\n")
     output = tmp_path / "wit-shards"
     assert main(["fetch", "--source", "wit", "--input", str(table), "--output", str(output), "--languages", "en",
-                 "--preset", "tiny", "--distributor", "ray", "--threads", "4", "--timeout", "5"]) == 0
+                 "--preset", "tiny", "--distributor", "ray", "--threads", "4", "--timeout", "5"]) == 1
     assert "5 of 8 images fetched into 1 shard(s), 3 failed" in capsys.readouterr().out
     samples = _samples(str(output))
     assert sorted(s["txt"] for s in samples) == [f"image {i}" for i in range(5)]

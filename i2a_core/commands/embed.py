@@ -21,8 +21,8 @@ CLIP + CLAP encoders (actor pool) -> zstd Parquet parts under OUTPUT (local or s
 Columns: id, source, modality (what CLIP encoded), caption, url, clip (raw CLIP output), clap (AudioLDM's
 CLAP vector). Read them with i2a_core.pipelines.embed.read_pairs(OUTPUT) or glob OUTPUT/part-*.parquet.
 A rerun with the same arguments computes only the rows missing from OUTPUT; no id is written twice.
-Bad rows (empty captions, duplicated ids, undecodable images) are skipped and counted; long captions are
-truncated and counted. Each run writes OUTPUT/stats.json and OUTPUT/{clip,clap}_norms.png.
+Bad rows (empty captions, duplicated ids, undecodable images) are skipped and counted, and the exit
+status is 1; long captions are truncated and counted. Each run writes OUTPUT/stats.json and OUTPUT/{clip,clap}_norms.png.
 
 examples:
   i2a embed --preset tiny --source audiocaps --input train.csv --output pairs/
@@ -72,4 +72,6 @@ def run(args: argparse.Namespace) -> int:
           f"{stats['rows_per_s']} rows/s); skipped: {failures}; truncated captions: "
           f"clip {stats['truncated_captions']['clip']}, clap {stats['truncated_captions']['clap']}, "
           f"over {sources.MAX_CAPTION_CHARS} characters {stats['truncated_captions']['characters']}")
-    return 0
+    # Rows that `i2a fetch` could not download were its failures, reported there; the rest are this run's.
+    failed = sum(count for reason, count in stats["failures"].items() if not reason.startswith("fetch_"))
+    return 1 if failed else 0

@@ -15,7 +15,7 @@ DESCRIPTION = """\
 Download the images of a URL/caption table with img2dataset into webdataset shards (local or s3://),
 resized and center-cropped to the CLIP input size. Each sample keeps its caption, URL, a stable id and
 its source, which `i2a embed --source images` reads. A rerun with the same arguments skips finished
-shards. Ends with a summary of successes and failures by reason.
+shards. Ends with a summary of successes and failures by reason (exit status 1 when any failed).
 
 sources:
   wit    WIT's 17-column TSV, plain or .gz; caption = reference, else alt text, else attribution
@@ -72,4 +72,4 @@ def run(args: argparse.Namespace) -> int:
     except sources.SourceError as e:
         raise CommandError(str(e)) from None
     print("\n".join(summary.lines()))
-    return 0
+    return 1 if summary.failures else 0  # some images could not be fetched: counted by reason above
