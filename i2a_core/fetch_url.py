@@ -44,12 +44,12 @@ def address_refusal(address: str, allow_private: bool) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if ip.is_unspecified or (ip.version == 4 and ip in _THIS_NETWORK):
-        return "an unspecified address, never fetched"
+        return "an unspecified address, refused even with --allow-private-urls"
     # Link-local holds cloud metadata services (169.254.169.254): never, even with the flag.
     for never, what in ((ip.is_link_local, "link-local"), (ip.is_multicast, "multicast"),
                         (ip.is_reserved and not ip.is_loopback, "reserved")):  # ::1 sits in a reserved block
         if never:
-            return f"a {what} address, never fetched"
+            return f"a {what} address, refused even with --allow-private-urls"
     if ip.is_global:
         return None
     what = "loopback" if ip.is_loopback else "private"
