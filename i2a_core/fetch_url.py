@@ -199,6 +199,18 @@ def _abort(connection: http.client.HTTPConnection) -> None:
             pass
 
 
+def _connect(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to this IP address; no name lookup (socket.create_connection would do one)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class _PinnedHTTP(http.client.HTTPConnection):
     """Connects to the address that was checked, not to whatever the name resolves to next (DNS rebinding)."""
 
@@ -207,7 +219,7 @@ class _PinnedHTTP(http.client.HTTPConnection):
         self.address = address
 
     def connect(self):
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _connect(self.address, self.port, self.timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -216,5 +228,5 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.address = address
 
     def connect(self):
-        sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._context.wrap_socket(_connect(self.address, self.port, self.timeout),
+                                              server_hostname=self.host)

@@ -42,6 +42,7 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         type(self).requests += 1
+        type(self).last_host = self.headers.get("Host")
         port = self.server.server_address[1]
         if self.path.startswith("/img/"):
             body = self.images[self.path[len("/img/"):].split("?")[0]]
@@ -136,6 +137,16 @@ def test_address_policy():
     for never in ["169.254.169.254", "fe80::1", "0.0.0.0", "::", "0.1.2.3", "224.0.0.1", "ff02::1", "240.0.0.1"]:
         assert "refused even with --allow-private-urls" in refuse(never, True), never
     assert fetch_url.redact("https://user:pa55@example.org:8080/a.png?x=1") == "https://example.org:8080/a.png?x=1"
+
+
+def test_the_checked_address_is_the_one_connected_to(hostile, monkeypatch):
+    """The name is resolved once per hop and the socket goes to that address; Host still names the host."""
+    port = int(hostile.rsplit(":", 1)[1])
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))],
+                    [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", port))]])
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: next(answers))  # a rebinding DNS
+    data = fetch_url.fetch(f"http://images.example:{port}/img/a.png", 5.0, 10**6, allow_private=True)
+    assert data == _Hostile.images["a.png"] and _Hostile.last_host == f"images.example:{port}"
 
 
 def test_loopback_is_refused_before_any_request_without_the_flag(hostile, tmp_path):
