@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
@@ -155,17 +156,10 @@ def _checked_address(host: str, port: int, allow_private: bool, deadline: float)
 
 def _request(parts, host: str, port: int, address: str, deadline: float, max_bytes: int):
     """One GET to the checked address (Host and TLS SNI name the host); returns status, Location, body."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError
     if parts.scheme == "https":
-        connection = _PinnedHTTPS(host, port, address, timeout=remaining, context=ssl.create_default_context())
+        connection = _PinnedHTTPS(host, port, address, deadline, context=ssl.create_default_context())
     else:
-        connection = _PinnedHTTP(host, port, address, timeout=remaining)
-    # Socket timeouts bound each read, not their sum: a server trickling one header byte a second would
-    # never trip them. Closing the socket at the deadline bounds the whole exchange.
-    timer = threading.Timer(remaining, _abort, [connection])
-    timer.start()
+        connection = _PinnedHTTP(host, port, address, deadline)
     try:
         path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
         connection.request("GET", path, headers={"User-Agent": "i2a/0.1", "Accept": "image/*"})
@@ -178,31 +172,55 @@ def _request(parts, host: str, port: int, address: str, deadline: float, max_byt
         body = response.read(max_bytes + 1) if 200 <= response.status < 300 else b""
         if len(body) > max_bytes:
             raise FetchError(f"over the {max_bytes:,}-byte limit", "too_large")
-        if time.monotonic() >= deadline:  # the abort reads as an early end of file: not a short body
-            raise TimeoutError
         return response.status, "", body
-    except (OSError, http.client.HTTPException):
-        if time.monotonic() >= deadline:
-            raise TimeoutError from None
-        raise
     finally:
-        timer.cancel()
         connection.close()
 
 
-def _abort(connection: http.client.HTTPConnection) -> None:
-    sock = connection.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+class _DeadlineSocket:
+    """A connected socket whose every read waits at most for what is left of the URL's deadline.
+
+    A socket timeout bounds each read, not their sum: a server trickling one header byte a second would
+    never trip it. Re-arming it before every read with the time left bounds the whole exchange.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock, self.deadline = sock, deadline
+
+    def __getattr__(self, name):  # sendall, close, ...: the socket's own
+        return getattr(self.sock, name)
+
+    def makefile(self, mode="rb", *args, **kwargs):  # what http.client reads the response through
+        # The socket's own unbuffered file keeps it open while the response is read after a close().
+        return io.BufferedReader(_DeadlineReader(self.sock.makefile("rb", buffering=0), self.sock, self.deadline))
 
 
-def _connect(address: str, port: int, timeout: float) -> socket.socket:
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, raw, sock: socket.socket, deadline: float):
+        self.raw, self.sock, self.deadline = raw, sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        self.sock.settimeout(remaining)
+        return self.raw.readinto(buffer)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def _connect(address: str, port: int, deadline: float) -> socket.socket:
     """A TCP connection to this IP address; no name lookup (socket.create_connection would do one)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
     sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    sock.settimeout(remaining)
     try:
         sock.connect((address, port))
     except BaseException:
@@ -214,19 +232,20 @@ def _connect(address: str, port: int, timeout: float) -> socket.socket:
 class _PinnedHTTP(http.client.HTTPConnection):
     """Connects to the address that was checked, not to whatever the name resolves to next (DNS rebinding)."""
 
-    def __init__(self, host, port, address, **kwargs):
+    def __init__(self, host, port, address, deadline, **kwargs):
         super().__init__(host, port, **kwargs)
-        self.address = address
+        self.address, self.deadline = address, deadline
 
     def connect(self):
-        self.sock = _connect(self.address, self.port, self.timeout)
+        self.sock = _DeadlineSocket(_connect(self.address, self.port, self.deadline), self.deadline)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host, port, address, **kwargs):
+    def __init__(self, host, port, address, deadline, **kwargs):
         super().__init__(host, port, **kwargs)
-        self.address = address
+        self.address, self.deadline = address, deadline
 
     def connect(self):
-        self.sock = self._context.wrap_socket(_connect(self.address, self.port, self.timeout),
-                                              server_hostname=self.host)
+        sock = self._context.wrap_socket(_connect(self.address, self.port, self.deadline),
+                                         server_hostname=self.host)  # the handshake is bounded by connect's timeout
+        self.sock = _DeadlineSocket(sock, self.deadline)
