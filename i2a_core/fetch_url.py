@@ -6,6 +6,7 @@ import http
 import http.client
 import io
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -29,14 +30,12 @@ class FetchError(Exception):
         self.kind = kind
 
 
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/?#]*@", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """The URL without `user:pass@`, for anything a person or a file will see."""
-    if "@" not in url or "://" not in url:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    """The URL without `user:pass@`, for anything a person or a file will see (never fails, even on junk)."""
+    return _USERINFO.sub(r"\1", url)
 
 
 def address_refusal(address: str, allow_private: bool) -> str | None:
@@ -93,11 +92,11 @@ def fetch(url: str, timeout_s: float, max_bytes: int, allow_private: bool = Fals
     """The body of a 2xx response, following at most MAX_REDIRECTS http(s) redirects, all within timeout_s."""
     deadline = time.monotonic() + timeout_s
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise FetchError(f"redirected to a {parts.scheme or 'relative'}:// URL; only http(s) is followed",
-                             "bad_url")
         try:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https"):
+                raise FetchError(f"redirected to a {parts.scheme or 'schemeless'} URL; only http(s) is followed",
+                                 "bad_url")
             host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
             host = host and host.encode("idna").decode("ascii")  # the Host header must be ASCII
         except (ValueError, UnicodeError):
@@ -120,7 +119,10 @@ def fetch(url: str, timeout_s: float, max_bytes: int, allow_private: bool = Fals
             raise FetchError(f"download failed ({type(e).__name__})", "unreachable") from None
         HOSTS.record(where, failed=False)
         if status in REDIRECTS and location:
-            url = urllib.parse.urljoin(url, location)
+            try:
+                url = urllib.parse.urljoin(url, location)
+            except ValueError:
+                raise FetchError("redirected to a malformed URL", "bad_url") from None
             continue
         if not 200 <= status < 300:
             # The standard phrase, never the server's own reason text.

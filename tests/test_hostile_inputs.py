@@ -176,13 +176,15 @@ def test_hostile_server_cases_are_error_rows_and_the_rest_sound(hostile, tmp_pat
     assert time.monotonic() - started < 5
 
     good = [f"{hostile}/img/a.png", f"{hostile}/hop.png", f"http://me:{SECRET}@127.0.0.1:{port}/img/b.png"]
-    job, output = url_job(tmp_path, good + [hostile + path for path in cases], timeout_s=1.0)
+    junk = "http://[::1/broken.png"
+    job, output = url_job(tmp_path, good + [junk] + [hostile + path for path in cases], timeout_s=1.0)
     summary = run(job)
-    assert (summary.ok, summary.error) == (len(good), len(cases))
-    shown = [fetch_url.redact(url) for url in good] + [hostile + path for path in cases]
+    assert (summary.ok, summary.error) == (len(good), len(cases) + 1)
+    shown = [fetch_url.redact(url) for url in good] + [junk] + [hostile + path for path in cases]
     table = check_exactly_once(output, shown)
     assert SECRET not in json.dumps(table.to_pylist(), default=str)  # no credentials, no server bytes
     rows = rows_by_input(output)
+    assert rows[junk]["error_kind"] == "bad_url"
     for path, (kind, words) in cases.items():
         row = rows[hostile + path]
         assert (row["error_kind"], row["error"].startswith(hostile + path)) == (kind, True), row
