@@ -158,6 +158,12 @@ def test_loopback_is_refused_before_any_request_without_the_flag(hostile, tmp_pa
     assert "127.0.0.1" in row["error"] and "--allow-private-urls" in row["error"]
     assert _Hostile.requests == before  # nothing reached the server
 
+    # The job's own flag lets it through.
+    assert main(["sonify-job", "--input", f"{hostile}/img/a.png", "--output", str(tmp_path / "allowed"),
+                 "--allow-private-urls", "--runner", "local", *TINY]) == 0
+    assert rows_by_input(str(tmp_path / "allowed"))[f"{hostile}/img/a.png"]["status"] == "ok"
+    assert _Hostile.requests == before + 1
+
 
 def test_hostile_server_cases_are_error_rows_and_the_rest_sound(hostile, tmp_path):
     port = hostile.rsplit(":", 1)[1]
