@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http
 import http.client
+import io
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -28,14 +30,12 @@ class FetchError(Exception):
         self.kind = kind
 
 
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/?#]*@", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """The URL without `user:pass@`, for anything a person or a file will see."""
-    if "@" not in url or "://" not in url:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    """The URL without `user:pass@`, for anything a person or a file will see (never fails, even on junk)."""
+    return _USERINFO.sub(r"\1", url)
 
 
 def address_refusal(address: str, allow_private: bool) -> str | None:
@@ -44,12 +44,12 @@ def address_refusal(address: str, allow_private: bool) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if ip.is_unspecified or (ip.version == 4 and ip in _THIS_NETWORK):
-        return "an unspecified address, never fetched"
+        return "an unspecified address, refused even with --allow-private-urls"
     # Link-local holds cloud metadata services (169.254.169.254): never, even with the flag.
     for never, what in ((ip.is_link_local, "link-local"), (ip.is_multicast, "multicast"),
                         (ip.is_reserved and not ip.is_loopback, "reserved")):  # ::1 sits in a reserved block
         if never:
-            return f"a {what} address, never fetched"
+            return f"a {what} address, refused even with --allow-private-urls"
     if ip.is_global:
         return None
     what = "loopback" if ip.is_loopback else "private"
@@ -92,11 +92,11 @@ def fetch(url: str, timeout_s: float, max_bytes: int, allow_private: bool = Fals
     """The body of a 2xx response, following at most MAX_REDIRECTS http(s) redirects, all within timeout_s."""
     deadline = time.monotonic() + timeout_s
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise FetchError(f"redirected to a {parts.scheme or 'relative'}:// URL; only http(s) is followed",
-                             "bad_url")
         try:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https"):
+                raise FetchError(f"redirected to a {parts.scheme or 'schemeless'} URL; only http(s) is followed",
+                                 "bad_url")
             host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
             host = host and host.encode("idna").decode("ascii")  # the Host header must be ASCII
         except (ValueError, UnicodeError):
@@ -119,7 +119,10 @@ def fetch(url: str, timeout_s: float, max_bytes: int, allow_private: bool = Fals
             raise FetchError(f"download failed ({type(e).__name__})", "unreachable") from None
         HOSTS.record(where, failed=False)
         if status in REDIRECTS and location:
-            url = urllib.parse.urljoin(url, location)
+            try:
+                url = urllib.parse.urljoin(url, location)
+            except ValueError:
+                raise FetchError("redirected to a malformed URL", "bad_url") from None
             continue
         if not 200 <= status < 300:
             # The standard phrase, never the server's own reason text.
@@ -155,17 +158,10 @@ def _checked_address(host: str, port: int, allow_private: bool, deadline: float)
 
 def _request(parts, host: str, port: int, address: str, deadline: float, max_bytes: int):
     """One GET to the checked address (Host and TLS SNI name the host); returns status, Location, body."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError
     if parts.scheme == "https":
-        connection = _PinnedHTTPS(host, port, address, timeout=remaining, context=ssl.create_default_context())
+        connection = _PinnedHTTPS(host, port, address, deadline, context=ssl.create_default_context())
     else:
-        connection = _PinnedHTTP(host, port, address, timeout=remaining)
-    # Socket timeouts bound each read, not their sum: a server trickling one header byte a second would
-    # never trip them. Closing the socket at the deadline bounds the whole exchange.
-    timer = threading.Timer(remaining, _abort, [connection])
-    timer.start()
+        connection = _PinnedHTTP(host, port, address, deadline)
     try:
         path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
         connection.request("GET", path, headers={"User-Agent": "i2a/0.1", "Accept": "image/*"})
@@ -178,43 +174,80 @@ def _request(parts, host: str, port: int, address: str, deadline: float, max_byt
         body = response.read(max_bytes + 1) if 200 <= response.status < 300 else b""
         if len(body) > max_bytes:
             raise FetchError(f"over the {max_bytes:,}-byte limit", "too_large")
-        if time.monotonic() >= deadline:  # the abort reads as an early end of file: not a short body
-            raise TimeoutError
         return response.status, "", body
-    except (OSError, http.client.HTTPException):
-        if time.monotonic() >= deadline:
-            raise TimeoutError from None
-        raise
     finally:
-        timer.cancel()
         connection.close()
 
 
-def _abort(connection: http.client.HTTPConnection) -> None:
-    sock = connection.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+class _DeadlineSocket:
+    """A connected socket whose every read waits at most for what is left of the URL's deadline.
+
+    A socket timeout bounds each read, not their sum: a server trickling one header byte a second would
+    never trip it. Re-arming it before every read with the time left bounds the whole exchange.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock, self.deadline = sock, deadline
+
+    def __getattr__(self, name):  # sendall, close, ...: the socket's own
+        return getattr(self.sock, name)
+
+    def makefile(self, mode="rb", *args, **kwargs):  # what http.client reads the response through
+        # The socket's own unbuffered file keeps it open while the response is read after a close().
+        return io.BufferedReader(_DeadlineReader(self.sock.makefile("rb", buffering=0), self.sock, self.deadline))
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, raw, sock: socket.socket, deadline: float):
+        self.raw, self.sock, self.deadline = raw, sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        self.sock.settimeout(remaining)
+        return self.raw.readinto(buffer)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def _connect(address: str, port: int, deadline: float) -> socket.socket:
+    """A TCP connection to this IP address; no name lookup (socket.create_connection would do one)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(remaining)
+    try:
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
     """Connects to the address that was checked, not to whatever the name resolves to next (DNS rebinding)."""
 
-    def __init__(self, host, port, address, **kwargs):
+    def __init__(self, host, port, address, deadline, **kwargs):
         super().__init__(host, port, **kwargs)
-        self.address = address
+        self.address, self.deadline = address, deadline
 
     def connect(self):
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _DeadlineSocket(_connect(self.address, self.port, self.deadline), self.deadline)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host, port, address, **kwargs):
+    def __init__(self, host, port, address, deadline, **kwargs):
         super().__init__(host, port, **kwargs)
-        self.address = address
+        self.address, self.deadline = address, deadline
 
     def connect(self):
-        sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        sock = self._context.wrap_socket(_connect(self.address, self.port, self.deadline),
+                                         server_hostname=self.host)  # the handshake is bounded by connect's timeout
+        self.sock = _DeadlineSocket(sock, self.deadline)

@@ -81,7 +81,10 @@ def _extension(path: str) -> str:
 
 def _url_relative(url: str) -> str:
     """`host/path` of a URL: keeps the site's own folder structure, drops the query and any credentials."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # a malformed URL (`http://[::1/`) is listed; its read says what is wrong
+        return images.display_name(url).split("://", 1)[1]
     return f"{parts.netloc.rsplit('@', 1)[-1]}/{parts.path.lstrip('/')}"
 
 

@@ -106,18 +106,17 @@ def read_batch(batch: Batch, limits: images.ImageLimits, chunk: int = DECODE_BAT
     while the others go on, and finished inputs move on without waiting for it.
     """
     sources = _strings(batch, "input")
-    todo = iter(range(len(sources)))
-    finished: list[tuple[int, tuple]] = []
-    pool, pending = ThreadPoolExecutor(READ_THREADS), {}
+    submitted, pending, finished = 0, {}, []
+    pool = ThreadPoolExecutor(READ_THREADS)
     try:
-        while True:
-            while len(pending) < READ_THREADS and (i := next(todo, None)) is not None:
-                pending[pool.submit(_read_one, sources[i], limits)] = i
-            if not pending:
-                break
+        while pending or submitted < len(sources):
+            while len(pending) < READ_THREADS and submitted < len(sources):
+                pending[pool.submit(_read_one, sources[submitted], limits)] = submitted
+                submitted += 1
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             finished.extend((pending.pop(future), future.result()) for future in done)
-            while len(finished) >= chunk or (finished and not pending):
+            last = not pending and submitted == len(sources)
+            while len(finished) >= chunk or (finished and last):
                 ready, finished = finished[:chunk], finished[chunk:]
                 yield _read_rows(batch, ready)
     finally:  # a job stopped early does not wait for the reads still in flight
