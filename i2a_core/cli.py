@@ -24,7 +24,15 @@ COMMANDS = {
 USER_ERRORS = {
     "i2a_core.commands.common": ("CommandError",),
     "i2a_core.hub": ("ModelUnavailable",),
-    "i2a_core.translator": ("TranslatorError",),
+    "i2a_core.translation": ("TranslatorError",),
+    "i2a_core.storage": ("OutputError", "OutputMismatch"),
+    "i2a_core.lease": ("LeaseHeld", "LeaseLost"),
+    "i2a_core.listing": ("ListError",),
+    "i2a_core.dataset": ("DatasetError",),
+    "i2a_core.sources": ("SourceError",),
+    "i2a_core.raycluster": ("ClusterError",),
+    "i2a_core.pipelines.sonify": ("JobError",),
+    "i2a_core.evaluation.run": ("EvalError",),
 }
 # Paths the user named that cannot be read or written; the message names the path.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -85,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         return args.run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C (130), or SIGTERM where a job turns it into one (143)
         print(f"i2a {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
     except Exception as e:
         if args.debug:
             traceback.print_exc()

@@ -28,6 +28,7 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from i2a_core.commands.common import add_generation_arguments, add_model_arguments
+    from i2a_core.commands.sonify import add_url_arguments
 
     parser.add_argument("--input", help="what to score: a bulk sonify output (manifest/) or an `i2a sonify` "
                                         "folder (WAV + JSON sidecars), local or s3://")
@@ -68,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scale.add_argument("--actors", type=int, help="scoring actors (default: one per GPU share, or 1)")
     scale.add_argument("--score-batch-size", type=int, default=16, help="clips per scoring batch (default: 16)")
     scale.add_argument("--page-size", type=int, default=100, help="clips per gallery page (default: 100)")
+    add_url_arguments(parser)
     add_model_arguments(parser)
     add_generation_arguments(parser)
 
@@ -135,7 +137,7 @@ def _absolute_paths(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from i2a_core import storage
+    from i2a_core import images, storage
     from i2a_core.commands.common import CommandError, generation_from_args, models_from_args
     from i2a_core.evaluation import compare
     from i2a_core.evaluation import run as evaluation
@@ -170,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         check_available(scoring, ("cs", "clap") + (("fad", "fd") if args.reference_audio else ()))
         ranked = compare.run(compare.CompareJob(images=args.images, output=args.output, translators=translators,
                                                 models=models, settings=settings, evaluation=job, text=args.text,
-                                                embedding_rows=embedding_rows))
+                                                embedding_rows=embedding_rows,
+                                                limits=images.ImageLimits(allow_private_urls=args.allow_private_urls)))
         print(f"audio leaderboard: {storage.join(args.output, 'audio_leaderboard.md')} ({len(ranked)} rows)")
         return 1 if any(row["errors"] for row in ranked) else 0
     except (evaluation.EvalError, FileNotFoundError, ClusterError, storage.OutputMismatch) as e:

@@ -29,6 +29,7 @@ class CompareJob:
     evaluation: evaluation.EvalJob  # scoring settings; input/output are filled per row
     text: bool = False  # add plain AudioLDM from each image's caption as a row
     embedding_rows: tuple = ()  # (name, row of the grid's leaderboard.csv) pairs
+    limits: images.ImageLimits = images.ImageLimits()  # how images are read (URL lists: --allow-private-urls...)
 
 
 def translators_from_grid(grid: str, top: int) -> tuple[tuple, tuple]:
@@ -97,7 +98,7 @@ def run(job: CompareJob, log=print) -> list[dict]:
             e = job.evaluation
             sonify_job = bulk.SonifyJob(inputs=(job.images,), output=audio,
                                         models=replace(job.models, translator=translator), settings=job.settings,
-                                        limits=images.ImageLimits(), runner=e.runner, gpus_per_actor=e.gpus_per_actor,
+                                        limits=job.limits, runner=e.runner, gpus_per_actor=e.gpus_per_actor,
                                         actors=e.actors, device=e.device, page_size=e.page_size)
             bulk.run(sonify_job, log=log)
         scores = storage.join(job.output, "scores", name)
