@@ -8,7 +8,6 @@ import time
 
 from i2a_core import images, storage
 from i2a_core.commands.common import (
-    EXIT_STATUS,
     CommandError,
     add_generation_arguments,
     add_lease_argument,
