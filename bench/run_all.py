@@ -42,7 +42,7 @@ RELATIVE = [
 # Real architectures with random weights: what a user pays, measured against the plain loop, the in-process
 # runner and diffusers' pipeline. Short (few rows, steps and clips) but at full model size.
 FULL = [
-    ("embed", ["--preset", "full-random", "--rows", "256", "--batch-size", "32"]),
+    ("embed", ["--preset", "full-random", "--rows", "128", "--batch-size", "32"]),
     ("sonify", ["--preset", "full-random", "--compare", "runners", "--images", "4", "--duration", "5", "--steps", "2",
                 "--batch-size", "4"]),
     ("generator", ["--preset", "full-random"]),

@@ -23,7 +23,7 @@ from peak_memory import PeakMemory
 from PIL import Image
 
 from i2a_core import images, storage
-from i2a_core.cli import quiet_libraries
+from i2a_core.quiet import quiet_libraries
 from i2a_core.commands.common import (
     add_generation_arguments,
     add_model_arguments,

@@ -12,14 +12,16 @@ import inspect
 import os
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from i2a_core import hub, storage
 from i2a_core.devices import pick_device, pick_dtype
 from i2a_core.presets import DEFAULT_AUDIOLDM, DEFAULT_SCHEDULER, SCHEDULERS
+
+if TYPE_CHECKING:  # torch is imported where models run, so that the CLI and torch-free stages can import this
+    import torch
 
 MAX_DURATION_S = 60.0  # AudioLDM is trained on 10 s clips; past a minute memory grows and quality drops
 
@@ -68,6 +70,8 @@ def check_duration_from_config(source: str, duration: float) -> None:
 
 def generation_dtype(device: torch.device) -> torch.dtype:
     """bf16 on GPUs that have it (no fp16 overflow in the VAE), fp16 on older ones, fp32 on CPU."""
+    import torch
+
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return pick_dtype(device)
@@ -92,6 +96,7 @@ class ClapTextEncoder:
     @classmethod
     def load(cls, source: str = DEFAULT_AUDIOLDM, device: str | None = None) -> "ClapTextEncoder":
         """Load only the tokenizer and text encoder of an AudioLDM checkpoint, not the UNet/VAE/vocoder."""
+        import torch  # noqa: F401  (before transformers, which imports it too)
         from transformers import AutoTokenizer, ClapTextModelWithProjection
 
         local = resolve_audioldm(source)
@@ -108,20 +113,22 @@ class ClapTextEncoder:
         lengths = self.tokenizer(list(texts), truncation=False)["input_ids"]
         return np.array([len(ids) > self.max_tokens for ids in lengths], bool)
 
-    @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """[B, dim] float32 unit vectors, as the diffusers AudioLDM pipeline computed them.
 
         Padding goes only to the batch's longest text: the attention mask hides padding, so the vectors
         equal those of padding to the model maximum, at a fraction of the cost for short captions.
         """
+        import torch
+
         out = []
         for start in range(0, len(texts), batch_size):
             tokens = self.tokenizer(list(texts[start:start + batch_size]), padding="longest",
                                     max_length=self.max_tokens, truncation=True, return_tensors="pt")
-            embeds = self.text_encoder(tokens.input_ids.to(self.device),
-                                       attention_mask=tokens.attention_mask.to(self.device)).text_embeds
-            out.append(F.normalize(embeds.float(), dim=-1).cpu())
+            with torch.inference_mode():
+                embeds = self.text_encoder(tokens.input_ids.to(self.device),
+                                           attention_mask=tokens.attention_mask.to(self.device)).text_embeds
+            out.append(torch.nn.functional.normalize(embeds.float(), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
 
@@ -170,6 +177,7 @@ class AudioLDMGenerator:
     """
 
     def __init__(self, source: str = DEFAULT_AUDIOLDM, device: str | None = None, text_encoder: bool = False):
+        import torch
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from transformers import SpeechT5HifiGan
 
@@ -193,6 +201,8 @@ class AudioLDMGenerator:
 
     def compile(self) -> None:
         """torch.compile the UNet (opt-in: minutes of compilation, repaid over long runs on a GPU)."""
+        import torch
+
         self.unet = torch.compile(self.unet)
 
     def scheduler(self, name: str = DEFAULT_SCHEDULER):
@@ -218,7 +228,6 @@ class AudioLDMGenerator:
             raise ValueError(f"--duration {duration:g}: AudioLDM makes clips from {self.min_duration:g} s "
                              f"to {MAX_DURATION_S:g} s")
 
-    @torch.inference_mode()
     def generate(self, clap_vectors: np.ndarray, seeds: list[int], duration: float = 10.0, steps: int = 50,
                  guidance: float = 2.5, scheduler: str = DEFAULT_SCHEDULER) -> list[np.ndarray]:
         """One mono float32 waveform per CLAP vector, at `self.sample_rate`.
@@ -226,6 +235,15 @@ class AudioLDMGenerator:
         Each clip has its own seeded generator, so a clip's audio does not depend on its batch-mates.
         The negative embedding is AudioLDM's own embedding of the empty prompt, as plain AudioLDM uses.
         """
+        import torch
+
+        with torch.inference_mode():
+            return self._sample(clap_vectors, seeds, duration, steps, guidance, scheduler)
+
+    def _sample(self, clap_vectors, seeds, duration, steps, guidance, scheduler) -> list[np.ndarray]:
+        """generate()'s numbered steps, run under inference mode."""
+        import torch
+
         # 1. Check inputs.
         self.check_duration(duration)
         embeds = torch.as_tensor(np.asarray(clap_vectors, np.float32))
@@ -237,7 +255,7 @@ class AudioLDMGenerator:
         started = time.perf_counter()
         # 2. Conditioning: [empty prompt; CLAP vectors] when guiding, as one UNet batch.
         guided = guidance > 1.0
-        condition = F.normalize(embeds, dim=-1).to(self.device, self.dtype)
+        condition = torch.nn.functional.normalize(embeds, dim=-1).to(self.device, self.dtype)
         if guided:
             condition = torch.cat([self._empty.expand(len(embeds), -1).to(self.device, self.dtype), condition])
         # 3. Timesteps.
@@ -280,5 +298,7 @@ class AudioLDMGenerator:
 
     def _synchronized(self, started: float) -> float:
         if self.device.type == "cuda":
+            import torch
+
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - started

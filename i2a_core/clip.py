@@ -14,8 +14,6 @@ from i2a_core.presets import ClipSpec  # noqa: F401  (defined with the presets, 
 
 def resolve_clip(spec: ClipSpec) -> tuple[str, str | None]:
     """(model name, pretrained) that open_clip can load without touching the network."""
-    import open_clip
-
     if tiny.is_generated(spec.model):
         return f"local-dir:{hub.local_model(spec.model)}", None
     if spec.model.startswith("local-dir:"):
@@ -28,6 +26,8 @@ def resolve_clip(spec: ClipSpec) -> tuple[str, str | None]:
         local = hub.resolve_repo(repo, "CLIP", "--clip-model local-dir:",
                                  allow_patterns=["open_clip_config.json", "*.safetensors", "*.bin", "*.txt"])
         return f"local-dir:{local}", None
+    import open_clip  # only here: it imports torch, which a driver checking references should not pay for
+
     if spec.model not in open_clip.list_models():
         raise hub.ModelUnavailable(f"cannot load CLIP '{spec.model}': not an open_clip model name "
                                    f"(see open_clip.list_models()), hf-hub:ORG/NAME or local-dir:PATH")

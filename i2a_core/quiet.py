@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 # In the environment, so that Ray workers and actors started from this process inherit the choice.
 VERBOSE_ENV = "I2A_VERBOSE"
@@ -26,16 +27,16 @@ def quiet_libraries() -> None:
         return
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import diffusers
-        import transformers
-
-        diffusers.utils.logging.set_verbosity_error()
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
+    # Through the environment when they are not imported yet: a driver that loads no model then never
+    # imports them (with torch, ~1 GB of memory), and the Ray workers it starts inherit the setting.
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("diffusers", "transformers"):
+        library = sys.modules.get(name)
+        if library is not None:
+            library.utils.logging.set_verbosity_error()
+            library.utils.logging.disable_progress_bar()
 
 
 def init_ray():

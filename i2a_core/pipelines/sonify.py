@@ -244,20 +244,25 @@ class GenerateAudio:
 
 
 class SonifyOnCPU:
-    """Decode, CLIP+translator and AudioLDM fused into one actor, for nodes without a GPU.
+    """Every stage fused into one actor, for nodes without a GPU: read, decode, CLIP+translator, AudioLDM, write.
 
     There the stages share the same cores anyway: one process holds one torch and one copy of each
-    model, runs on all the node's threads, and hands no pixels between processes (bench/sonify.py
-    measures it against `--runner local`).
+    model on all the node's threads, and no worker process is started for the light stages (each Ray
+    worker costs ~250 MB, and ~900 MB once something imports torch). bench/sonify.py measures it
+    against `--runner local`.
     """
 
-    def __init__(self, models: ModelSpec, settings: GenerationSettings, limits: images.ImageLimits):
+    def __init__(self, models: ModelSpec, settings: GenerationSettings, limits: images.ImageLimits, output: str):
         self.encode = EncodeImages(models)
         self.decode = DecodeImages(models.clip, limits, preprocess=self.encode.clip.preprocess)
         self.generate = GenerateAudio(models.audioldm, settings)
+        self.models, self.settings, self.limits, self.output = models, settings, limits, output
 
     def __call__(self, batch: Batch) -> Batch:
-        return self.generate(self.encode(self.decode(batch)))
+        decoded = self.decode(read_batch(batch, self.limits))
+        return write_batch(self.generate(self.encode(decoded)), self.output, self.models.translator, self.settings)
+
+    sonify = __call__  # the name a Ray actor handle calls
 
 
 def _captions(explanation) -> list[str]:
@@ -349,39 +354,34 @@ def _run_ray(todo: list[listing.InputItem], job: SonifyJob):
     # Workers of a cluster started elsewhere may lack the driver's object-store settings (endpoint, keys).
     env = {"runtime_env": {"env_vars": storage.worker_env()}}
     rows = [{"input": i.input, "relative": i.relative, "key": i.key} for i in todo]
+    if not gpus_per_actor:
+        # No GPU: every stage in one actor per node, holding all its CPUs with as many torch threads, fed
+        # batches by a plain actor pool. Separate stage actors measured 0.45-0.56x the in-process run at
+        # 2.1x its memory on a 2-core node; Ray Data's own helper actors alone weigh ~0.6 GB.
+        nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+        node_cpus = max(nodes, default=cpus)
+        fused = job.actors or max(1, sum(1 for n in nodes if n >= node_cpus))
+        actor = ray.remote(SonifyOnCPU).options(num_cpus=node_cpus, **env)
+        workers = [actor.remote(job.models, job.settings, job.limits, job.output) for _ in range(fused)]
+        size = job.settings.batch_size
+        batches = [_items_batch(todo[start:start + size]) for start in range(0, len(todo), size)]
+        yield from ray.util.ActorPool(workers).map_unordered(lambda worker, batch: worker.sonify.remote(batch),
+                                                             batches)
+        return
     dataset = (
         ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // READ_BATCH, 1000)))
         .map_batches(read_batch, fn_kwargs={"limits": job.limits}, batch_size=READ_BATCH,
                      batch_format="numpy", num_cpus=TASK_CPUS, **env)
-    )
-    if gpus_per_actor:
-        dataset = (
-            dataset
-            .map_batches(DecodeImages, fn_constructor_kwargs={"clip": job.models.clip, "limits": job.limits},
-                         compute=pool(min_size=1, max_size=max(1, int(cpus // 2))), batch_size=DECODE_BATCH,
-                         batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
-            .map_batches(EncodeImages, fn_constructor_kwargs={"models": job.models},
-                         compute=pool(min_size=1, max_size=max(1, int(cpus // 8))), batch_size=ENCODE_BATCH,
-                         batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
-            .map_batches(GenerateAudio, fn_constructor_kwargs={"audioldm": job.models.audioldm,
-                                                               "settings": job.settings},
-                         compute=pool(min_size=actors, max_size=actors), batch_size=job.settings.batch_size,
-                         batch_format="numpy", num_cpus=ACTOR_CPUS, num_gpus=gpus_per_actor, **env)
-        )
-    else:
-        # No GPU: one fused model actor per node, holding all of the node's CPUs but a sliver for the
-        # read and write tasks, with as many torch threads (separate actors measured 0.45-0.56x the
-        # in-process run at 2x its memory on a 2-core node).
-        nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
-        model_cpus = max(max(nodes, default=cpus) - 2 * TASK_CPUS, ACTOR_CPUS)
-        fused = job.actors or max(1, sum(1 for node_cpus in nodes if node_cpus >= model_cpus))
-        dataset = dataset.map_batches(
-            SonifyOnCPU, fn_constructor_kwargs={"models": job.models, "settings": job.settings,
-                                                "limits": job.limits},
-            compute=pool(min_size=fused, max_size=fused), batch_size=job.settings.batch_size,
-            batch_format="numpy", num_cpus=model_cpus, **env)
-    dataset = (
-        dataset
+        .map_batches(DecodeImages, fn_constructor_kwargs={"clip": job.models.clip, "limits": job.limits},
+                     compute=pool(min_size=1, max_size=max(1, int(cpus // 2))), batch_size=DECODE_BATCH,
+                     batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
+        .map_batches(EncodeImages, fn_constructor_kwargs={"models": job.models},
+                     compute=pool(min_size=1, max_size=max(1, int(cpus // 8))), batch_size=ENCODE_BATCH,
+                     batch_format="numpy", num_cpus=ACTOR_CPUS, **env)
+        .map_batches(GenerateAudio, fn_constructor_kwargs={"audioldm": job.models.audioldm,
+                                                           "settings": job.settings},
+                     compute=pool(min_size=actors, max_size=actors), batch_size=job.settings.batch_size,
+                     batch_format="numpy", num_cpus=ACTOR_CPUS, num_gpus=gpus_per_actor, **env)
         .map_batches(write_batch, fn_kwargs={"output": job.output, "translator": job.models.translator,
                                              "settings": job.settings},
                      batch_size=job.settings.batch_size, batch_format="numpy", num_cpus=TASK_CPUS, **env)
