@@ -284,7 +284,7 @@ def test_tampered_translators_fail_fast_with_translator_error_and_little_memory(
     script = (
         "import json, resource, sys, time\n"
         "from i2a_core.translator import TranslatorError, load_translator\n"
-        "out = {}\n"
+        "out = {'imported_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}\n"
         "for name, path in json.loads(sys.argv[1]).items():\n"
         "    started = time.perf_counter()\n"
         "    try:\n"
@@ -302,7 +302,8 @@ def test_tampered_translators_fail_fast_with_translator_error_and_little_memory(
     for name, path in cases.items():
         assert out[name] != "loaded" and path in out[name], (name, out[name])
         assert out[name + ":s"] < 2.0, (name, out[name + ":s"])
-    assert out["maxrss_mb"] < 1500, out["maxrss_mb"]
+    # What loading added on top of importing torch (whose own footprint depends on the build).
+    assert out["maxrss_mb"] - out["imported_mb"] < 300, out
     assert "hidden must be an integer" in out["hidden_1e9"] and "in_dim must be an integer" in out["in_dim_string"]
     assert "unknown translator type" in out["unknown_type"]
     assert "hidden must be an integer from 1 to 16384, got 25000" in out["hidden_25000"]
