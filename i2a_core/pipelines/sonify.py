@@ -565,7 +565,7 @@ def _gallery_info(job: SonifyJob, listed: int) -> dict:
     """The gallery header: which models and settings made these clips."""
     settings = job.settings
     return {"models": job.models.describe(), "translator": job.models.translator,
-            "settings": {"steps": settings.steps, "guidance": settings.guidance,
+            "settings": {"scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance,
                          "duration": f"{settings.duration:g} s", "seed": settings.seed},
             "inputs": listed, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "random_weights": job.models.random_weights}
