@@ -21,7 +21,6 @@ from i2a_core.presets import ModelSpec
 from i2a_core.translation import TranslatorError
 
 if TYPE_CHECKING:  # the models import torch; this module must not, so that write stages stay small
-    from i2a_core.clip import ClipEncoder
     from i2a_core.translator import Translator
 
 
