@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import uuid
 
 # In the environment, so that Ray workers and actors started from this process inherit the choice.
 VERBOSE_ENV = "I2A_VERBOSE"
@@ -27,6 +28,9 @@ def quiet_libraries() -> None:
         return
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Read by Ray and Tune at import, so set before anything imports them (the CLI calls this first).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     # Through the environment when they are not imported yet: a driver that loads no model then never
     # imports them (with torch, ~1 GB of memory), and the Ray workers it starts inherit the setting.
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -42,15 +46,13 @@ def quiet_libraries() -> None:
 def init_ray():
     """Join the cluster (RAY_ADDRESS, or `ray job submit`) or start a local Ray, quietly unless --verbose.
 
-    Returns the ray module. Workers' logs stay in Ray's log files (`ray job logs`, the dashboard); the
-    console gets i2a's own progress and summary.
+    Returns the ray module. Works whatever imported ray first: i2a never sets RAY_AUTH_MODE after the fact
+    (Ray reads it once, at import), and a new local Ray's token is created once, atomically, so that two
+    commands starting at the same moment agree on it. Workers' logs stay in Ray's log files (`ray job logs`,
+    the dashboard); the console gets i2a's own progress and summary.
     """
-    if not verbose():
-        # A new local Ray turns token auth on and says so; saying "token" explicitly keeps it on, silently.
-        if not os.environ.get("RAY_ADDRESS"):
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables
-        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    if not os.environ.get("RAY_ADDRESS") and os.environ.get("RAY_AUTH_MODE", "token").lower() == "token":
+        _ensure_local_token()
     import ray
 
     if not ray.is_initialized():
@@ -58,6 +60,28 @@ def init_ray():
         ray.init(log_to_driver=loud, logging_level=logging.INFO if loud else logging.ERROR)
     quiet_ray()
     return ray
+
+
+# Ray's token file for local clusters; Ray itself writes it non-atomically when it is missing, which
+# races when two local clusters start together (each then holds the other's token: InvalidAuthToken).
+RAY_TOKEN_FILE = os.path.join("~", ".ray", "auth_token")
+
+
+def _ensure_local_token() -> None:
+    """Create Ray's local token file if none exists: written aside, then link()ed, so the first writer wins."""
+    path = os.path.expanduser(RAY_TOKEN_FILE)
+    if os.path.exists(path) or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    staging = f"{path}.{uuid.uuid4().hex}.new"
+    with open(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(uuid.uuid4().hex + uuid.uuid4().hex)
+    try:
+        os.link(staging, path)
+    except FileExistsError:  # another command created it first: use theirs
+        pass
+    finally:
+        os.remove(staging)
 
 
 def quiet_ray() -> None:

@@ -34,3 +34,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def clean_env(home, cache: str | None = None) -> dict:
+    """A user's fresh shell: no RAY_* variables, no ~/.ray (HOME is `home`), offline hub, this venv on PATH."""
+    import os
+    import sys
+
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(HOME=str(home), HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "/usr/bin:/bin"))
+    if cache or os.environ.get("I2A_CACHE"):
+        env["I2A_CACHE"] = cache or os.environ["I2A_CACHE"]
+    return env
+
+
+def i2a_command(*args: str) -> list[str]:
+    """The `i2a` console script of this venv, as the README runs it."""
+    import os
+    import sys
+
+    return [os.path.join(os.path.dirname(sys.executable), "i2a"), *args]
