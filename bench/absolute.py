@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from i2a_core import tiny
 from i2a_core.cli import quiet_libraries
-from i2a_core.clip import ClipEncoder, ClipSpec
-from i2a_core.hub import ModelUnavailable
+from i2a_core.models import tiny
+from i2a_core.models.clip import ClipEncoder, ClipSpec
+from i2a_core.refs import ModelUnavailable
 
 
 def synchronize(device: torch.device) -> None:
@@ -55,8 +55,8 @@ def clip_images_per_s(model: str, pretrained: str | None, batch_size: int, batch
 
 def decode_images_per_s(count: int, width: int, height: int) -> dict:
     """Images/s of one CPU thread running the embed job's decode stage (decode, resize, crop to 224 px)."""
-    from i2a_core.images import decode_image
-    from i2a_core.pipelines.embed import resize_and_crop
+    from i2a_core.io.images import decode_image
+    from i2a_core.jobs.embed import resize_and_crop
 
     rng = np.random.default_rng(0)
     # Smooth random images compress like photos, unlike pure noise.
@@ -76,7 +76,7 @@ def decode_images_per_s(count: int, width: int, height: int) -> dict:
 
 def audioldm_clips_per_s(source: str, batch_size: int, batches: int, duration: float, steps: int) -> dict:
     """Clips/s and real-time factor of AudioLDMGenerator.generate on random unit CLAP vectors."""
-    from i2a_core.audioldm import AudioLDMGenerator
+    from i2a_core.models.audioldm import AudioLDMGenerator
 
     generator = AudioLDMGenerator(source)
     rng = np.random.default_rng(0)

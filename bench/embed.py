@@ -31,10 +31,10 @@ import pyarrow.parquet as pq  # noqa: E402
 from peak_memory import PeakMemory  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from i2a_core import images, sources  # noqa: E402
-from i2a_core.pipelines.embed import EmbedConfig, read_pairs, run_embed  # noqa: E402
-from i2a_core.pipelines.fetch import clip_image_size  # noqa: E402
-from i2a_core.presets import PRESETS, resolve_models  # noqa: E402
+from i2a_core.io import images, sources  # noqa: E402
+from i2a_core.jobs.embed import EmbedConfig, read_pairs, run_embed  # noqa: E402
+from i2a_core.refs import clip_image_size  # noqa: E402
+from i2a_core.specs import PRESETS, resolve_models  # noqa: E402
 
 WORDS = "dog cat rain engine bird bell crowd wind water siren piano drum door train voice".split()
 
@@ -67,9 +67,9 @@ def plain_loop(folder: str, output: str, models, batch_size: int) -> int:
     """The baseline: one process reads, decodes, encodes and writes, batch after batch."""
     import pandas as pd
 
-    from i2a_core.audioldm import ClapTextEncoder
-    from i2a_core.clip import ClipEncoder
-    from i2a_core.pipelines.embed import PAIR_SCHEMA, _list_array
+    from i2a_core.jobs.embed import PAIR_SCHEMA, _list_array
+    from i2a_core.models.audioldm import ClapTextEncoder
+    from i2a_core.models.clip import ClipEncoder
 
     clip = ClipEncoder(models.clip, batch_size=batch_size)
     clap = ClapTextEncoder.load(models.audioldm)

@@ -24,9 +24,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from peak_memory import PeakMemory  # noqa: E402
 
-from i2a_core.audioldm import AudioLDMGenerator, ClapTextEncoder, resolve_audioldm  # noqa: E402
-from i2a_core.presets import PRESETS, resolve_models  # noqa: E402
+from i2a_core import refs  # noqa: E402
+from i2a_core.models.audioldm import AudioLDMGenerator, ClapTextEncoder  # noqa: E402
 from i2a_core.quiet import quiet_libraries  # noqa: E402
+from i2a_core.specs import PRESETS, resolve_models  # noqa: E402
 
 
 def unit_vectors(count: int, dim: int) -> np.ndarray:
@@ -61,7 +62,7 @@ def pipeline_for(generator: AudioLDMGenerator, source: str):
 
     if not hasattr(diffusers, "AudioLDMPipeline"):
         return None
-    local = resolve_audioldm(source)
+    local = refs.resolve_audioldm(source)
     clap = ClapTextEncoder.load(local, device=str(generator.device))
     pipe = diffusers.AudioLDMPipeline(vae=generator.vae, text_encoder=clap.text_encoder,
                                       tokenizer=AutoTokenizer.from_pretrained(local, subfolder="tokenizer"),
@@ -106,15 +107,15 @@ def main() -> int:
             f"vocoder ({batch} clips of {args.stage_duration:g} s)": t["vocoder"]})
 
         # 3. CLIP per image, CLAP per caption (padded to the longest caption, and to 77 tokens as before).
-        from i2a_core.clip import ClipEncoder
+        from i2a_core.models.clip import ClipEncoder
 
         clip = ClipEncoder(models.clip, batch_size=16)
         pixels = torch.randn(16, 3, clip.image_size, clip.image_size)
         clip.encode_pixels(pixels[:2])
         figures["stages_s"]["clip_per_image (batch 16)"] = fastest(args.repeats, lambda: clip.encode_pixels(pixels)) / 16
-        del clip
-        import pandas as pd
         from importlib import resources
+
+        import pandas as pd
 
         captions = pd.read_csv(resources.files("i2a_core") / "data" / "sample_captions.csv").iloc[:, -1]
         captions = [str(c) for c in captions][:32]

@@ -22,10 +22,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from i2a_core.images import ImageLimits
-from i2a_core.pipelines.sonify import SonifyJob, run
-from i2a_core.presets import resolve_models
-from i2a_core.sonify import GenerationSettings
+from i2a_core.jobs.sonify import SonifyJob, run
+from i2a_core.specs import GenerationSettings, ImageLimits, resolve_models
 
 
 def serve_images(count: int) -> tuple[http.server.ThreadingHTTPServer, list[str]]:

@@ -22,16 +22,16 @@ import numpy as np
 from peak_memory import PeakMemory
 from PIL import Image
 
-from i2a_core import images, storage
-from i2a_core.quiet import quiet_libraries
-from i2a_core.commands.common import (
+from i2a_core.cli.flags import (
     add_generation_arguments,
     add_model_arguments,
     generation_from_args,
     models_from_args,
 )
-from i2a_core.pipelines.sonify import SonifyJob, run
-from i2a_core.sonify import Sonifier, seed_for, wav_bytes
+from i2a_core.io import images, storage
+from i2a_core.jobs.clips import Sonifier, seed_for, wav_bytes
+from i2a_core.jobs.sonify import SonifyJob, run
+from i2a_core.quiet import quiet_libraries
 
 
 def make_images(folder: str, count: int) -> list[str]:
@@ -73,7 +73,7 @@ def child_run(args, root: str, output: str) -> int:
     job = SonifyJob(inputs=(root,), output=output, models=models_from_args(args), settings=generation_from_args(args),
                     runner=args.child)
     summary = run(job, log=lambda line: None)
-    from i2a_core import manifest
+    from i2a_core.io import manifest
 
     table = manifest.read(output).to_pydict()
     stages = {f"{name} per clip": float(np.mean(table[name])) for name in

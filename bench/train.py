@@ -18,7 +18,7 @@ import time
 import ray
 import torch
 
-from i2a_core.pipelines.train import TrainConfig, train_grid
+from i2a_core.jobs.train import TrainConfig, train_grid
 from i2a_core.synthetic import write_synthetic
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from i2a_core import storage
-
-
-class ClusterError(ValueError):
-    """A job setting that cannot work on this cluster; str() names the setting and the fix."""
+from i2a_core.errors import ClusterError
+from i2a_core.io import storage
 
 
 def require_shared_output(output: str, flag: str = "--output") -> None:

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from i2a_core import audioldm
-from i2a_core.audioldm import MAX_DURATION_S, SCHEDULERS, AudioLDMGenerator, ClapTextEncoder, resolve_audioldm
-from i2a_core.tiny import CLAP_DIM
+from i2a_core import refs
+from i2a_core.models import audioldm
+from i2a_core.models.audioldm import MAX_DURATION_S, SCHEDULERS, AudioLDMGenerator, ClapTextEncoder
+from i2a_core.models.tiny import CLAP_DIM
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def _pipeline(generator):
                     "nothing left to compare i2a's sampler with")
     from transformers import AutoTokenizer
 
-    local = resolve_audioldm("tiny:audioldm")
+    local = refs.resolve_audioldm("tiny:audioldm")
     clap = ClapTextEncoder.load(local, device="cpu")
     pipe = diffusers.AudioLDMPipeline(vae=generator.vae, text_encoder=clap.text_encoder,
                                       tokenizer=AutoTokenizer.from_pretrained(local, subfolder="tokenizer"),
@@ -48,7 +49,7 @@ def test_sampler_matches_the_diffusers_pipeline(generator, clap_vectors, steps, 
     pipe = _pipeline(generator)
     seeds = list(range(7, 7 + batch))
     ours = generator.generate(clap_vectors[:batch], seeds, duration=duration, steps=steps, guidance=guidance)
-    empty = torch.from_numpy(audioldm.empty_prompt_embedding(resolve_audioldm("tiny:audioldm")))
+    empty = torch.from_numpy(audioldm.empty_prompt_embedding(refs.resolve_audioldm("tiny:audioldm")))
     theirs = pipe(prompt_embeds=torch.from_numpy(clap_vectors[:batch]),
                   negative_prompt_embeds=empty.expand(batch, -1), audio_length_in_s=duration,
                   num_inference_steps=steps, guidance_scale=guidance,

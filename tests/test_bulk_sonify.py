@@ -17,11 +17,10 @@ import pytest
 import soundfile
 from PIL import Image
 
-from i2a_core import listing, manifest, storage
-from i2a_core.images import ImageLimits
-from i2a_core.pipelines.sonify import SonifyJob, run
-from i2a_core.presets import resolve_models
-from i2a_core.sonify import GenerationSettings, seed_for
+from i2a_core.io import listing, manifest, storage
+from i2a_core.jobs.clips import seed_for
+from i2a_core.jobs.sonify import SonifyJob, run
+from i2a_core.specs import GenerationSettings, ImageLimits, resolve_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = GenerationSettings(duration=0.5, steps=2, guidance=2.5, seed=7, batch_size=2)
@@ -139,8 +138,8 @@ def test_folder_job_writes_audio_manifest_gallery_and_reruns_nothing(tmp_path, m
 
 def test_url_list_with_404_and_retrieval_captions(tmp_path, http_root):
     """A CSV of URLs; a retrieval translator puts its captions in the manifest and gallery."""
-    from i2a_core.tiny import CLAP_DIM, CLIP_DIM
-    from i2a_core.translator import RetrievalTranslator
+    from i2a_core.models.tiny import CLAP_DIM, CLIP_DIM
+    from i2a_core.models.translator import RetrievalTranslator
 
     rng = np.random.default_rng(0)
     RetrievalTranslator.from_pairs(rng.normal(size=(2, CLIP_DIM)), rng.normal(size=(2, CLAP_DIM)),

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from i2a_core import storage
-from i2a_core.audioldm import ClapTextEncoder
 from i2a_core.cli import main
-from i2a_core.clip import ClipEncoder
-from i2a_core.pipelines.embed import PAIR_SCHEMA, PairEncoder, decode_images, read_pairs
-from i2a_core.presets import PRESETS
+from i2a_core.io import storage
+from i2a_core.jobs.embed import PAIR_SCHEMA, PairEncoder, decode_images, read_pairs
+from i2a_core.models.audioldm import ClapTextEncoder
+from i2a_core.models.clip import ClipEncoder
+from i2a_core.specs import PRESETS
 
 TINY = PRESETS["tiny"].models
 LONG = "a dog barks while rain falls on a tin roof and cars pass " * 8  # past both tiny tokenizers' 77 tokens

@@ -6,10 +6,10 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 from torchvision import transforms
 
-from i2a_core.audioldm import ClapTextEncoder
-from i2a_core.clip import ClipEncoder, ClipSpec
-from i2a_core.hub import ModelUnavailable
-from i2a_core.tiny import CLAP_DIM, CLIP_DIM
+from i2a_core.models.audioldm import ClapTextEncoder
+from i2a_core.models.clip import ClipEncoder, ClipSpec
+from i2a_core.models.tiny import CLAP_DIM, CLIP_DIM
+from i2a_core.refs import ModelUnavailable
 
 
 @pytest.fixture(scope="module")

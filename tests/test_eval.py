@@ -12,12 +12,12 @@ import scipy.linalg
 import soundfile
 from helpers import write_images
 
-from i2a_core import cli, hub, storage
+from i2a_core import cli, refs
 from i2a_core.evaluation import metrics
-from i2a_core.pipelines.sonify import SonifyJob
-from i2a_core.pipelines.sonify import run as sonify_run
-from i2a_core.presets import resolve_models
-from i2a_core.sonify import GenerationSettings
+from i2a_core.io import storage
+from i2a_core.jobs.sonify import SonifyJob
+from i2a_core.jobs.sonify import run as sonify_run
+from i2a_core.specs import GenerationSettings, resolve_models
 
 SETTINGS = GenerationSettings(duration=1.0, steps=2, guidance=2.5, seed=3, batch_size=4)
 # In-process runs: where the session has started Ray, `--runner auto` would use it, which only adds time here.
@@ -163,10 +163,10 @@ def test_sonify_sidecars_and_text_prompts(tmp_path):
 
 
 def test_two_translators_rank_and_a_rerun_resumes(tmp_path, capsys):
-    from i2a_core import tiny
-    from i2a_core.translator import MLPTranslator, TranslatorConfig
-
     import torch
+
+    from i2a_core.models import tiny
+    from i2a_core.models.translator import MLPTranslator, TranslatorConfig
 
     torch.manual_seed(5)
     MLPTranslator(TranslatorConfig(type="mlp", in_dim=tiny.CLIP_DIM, out_dim=tiny.CLAP_DIM, hidden=8)).save(
@@ -179,7 +179,7 @@ def test_two_translators_rank_and_a_rerun_resumes(tmp_path, capsys):
     for i in range(3):
         soundfile.write(reference / f"real{i}.wav", rng.normal(0, 0.1, 24000).astype(np.float32), 24000)
     args = ["eval", *TINY, "--images", str(tmp_path / "images"), "--translators",
-            f"{hub.local_model('tiny:translator')},{tmp_path / 'other'}", "--captions", str(tmp_path / "captions.csv"),
+            f"{refs.local_model('tiny:translator')},{tmp_path / 'other'}", "--captions", str(tmp_path / "captions.csv"),
             "--text", "--reference-audio", str(reference), "--output", str(tmp_path / "ev")]
     assert cli.main(args) == 0
     with open(tmp_path / "ev" / "audio_leaderboard.csv") as f:
@@ -250,8 +250,8 @@ def test_real_architectures_have_the_released_checkpoints_parameter_names():
 
 
 def test_grid_top_trials_join_the_audio_leaderboard(tmp_path):
-    from i2a_core import tiny
-    from i2a_core.translator import MLPTranslator, TranslatorConfig
+    from i2a_core.models import tiny
+    from i2a_core.models.translator import MLPTranslator, TranslatorConfig
 
     grid = tmp_path / "grid"
     for seed, name in enumerate(["best", "second", "broken"]):

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from i2a_core import sources
 from i2a_core.cli import main
-from i2a_core.sources import WIT_COLUMNS
+from i2a_core.io import sources
+from i2a_core.io.sources import WIT_COLUMNS
 
 
 def _jpeg(color, size=(48, 40)) -> bytes:

@@ -15,11 +15,10 @@ import pytest
 from helpers import image_bytes
 from test_bulk_sonify import SETTINGS, check_exactly_once
 
-from i2a_core import fetch_url, images, listing, manifest
 from i2a_core.cli import main
-from i2a_core.images import ImageLimits
-from i2a_core.pipelines.sonify import SonifyJob, read_batch, run
-from i2a_core.presets import resolve_models
+from i2a_core.io import fetch_url, images, listing, manifest
+from i2a_core.jobs.sonify import SonifyJob, read_batch, run
+from i2a_core.specs import ImageLimits, resolve_models
 
 TINY = ["--preset", "tiny", "--duration", "0.5", "--steps", "2"]
 SECRET = "SECRET-FROM-THE-SERVER"

@@ -20,13 +20,17 @@ import pytest
 import torch
 from helpers import write_images
 
-from i2a_core import lease, manifest, storage
 from i2a_core.cli import main
-from i2a_core.images import ImageLimits
-from i2a_core.pipelines import sonify as sonify_pipeline
-from i2a_core.presets import PRESETS, resolve_models
-from i2a_core.sonify import GenerationSettings
-from i2a_core.translator import MLPTranslator, RetrievalTranslator, TranslatorConfig, TranslatorError, load_translator
+from i2a_core.io import lease, manifest, storage
+from i2a_core.jobs import sonify as sonify_pipeline
+from i2a_core.models.translator import (
+    MLPTranslator,
+    RetrievalTranslator,
+    TranslatorConfig,
+    TranslatorError,
+    load_translator,
+)
+from i2a_core.specs import PRESETS, GenerationSettings, ImageLimits, resolve_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--preset", "tiny", "--duration", "0.5", "--steps", "2", "--seed", "3"]
@@ -283,7 +287,7 @@ def test_tampered_translators_fail_fast_with_translator_error_and_little_memory(
     # In a fresh process: its peak RSS shows what loading allocated (before: 'hidden: 25000' took ~3 GB).
     script = (
         "import json, resource, sys, time\n"
-        "from i2a_core.translator import TranslatorError, load_translator\n"
+        "from i2a_core.models.translator import TranslatorError, load_translator\n"
         "out = {'imported_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}\n"
         "for name, path in json.loads(sys.argv[1]).items():\n"
         "    started = time.perf_counter()\n"
@@ -349,7 +353,7 @@ def _shard(folder, name: str, keys: list[str], metadata=None, cut_in_member: int
 
 def _embed_in_process(config, work) -> None:
     """The embed stages without Ray: read+decode per tar, encode, write (what the Ray pipeline runs)."""
-    from i2a_core.pipelines import embed
+    from i2a_core.jobs import embed
 
     encoder = embed.PairEncoder(config.models, config.modality, batch_size=8, device="cpu")
     for _, rows in work.rows.groupby("tar", sort=False):
@@ -358,7 +362,7 @@ def _embed_in_process(config, work) -> None:
 
 
 def test_broken_shards_are_counted_failures_and_the_other_rows_are_embedded(tmp_path):
-    from i2a_core.pipelines.embed import EmbedConfig, plan, read_pairs
+    from i2a_core.jobs.embed import EmbedConfig, plan, read_pairs
 
     shards = tmp_path / "shards"
     shards.mkdir()
@@ -382,7 +386,7 @@ def test_broken_shards_are_counted_failures_and_the_other_rows_are_embedded(tmp_
     assert [c for c in written if c.startswith("picture 1")] == ["picture 10", "picture 11", "picture 12"]
     assert tar_1 == ["picture 20"] and len(written) == len(set(written))  # rows before the cut are kept
 
-    from i2a_core.pipelines import embed
+    from i2a_core.jobs import embed
 
     batch = {c: work.rows[c].to_numpy(dtype=object) for c in work.rows.columns}
     read = embed.read_images({k: v[3:] for k, v in batch.items()})
@@ -390,8 +394,8 @@ def test_broken_shards_are_counted_failures_and_the_other_rows_are_embedded(tmp_
 
 
 def test_an_8_mb_caption_is_cut_before_any_tokenizer_and_counted(tmp_path):
-    from i2a_core.pipelines.embed import EmbedConfig, PairEncoder, plan
-    from i2a_core.sources import MAX_CAPTION_CHARS
+    from i2a_core.io.sources import MAX_CAPTION_CHARS
+    from i2a_core.jobs.embed import EmbedConfig, PairEncoder, plan
 
     huge = "rain on a tin roof " * (8 * 2**20 // 19)
     pd.DataFrame({"audiocap_id": ["1", "2", "3"], "youtube_id": ["a", "b", "c"], "start_time": ["0"] * 3,
@@ -490,7 +494,7 @@ def test_device_cuda_without_a_gpu_exits_2(tmp_path, capsys):
 @pytest.mark.parametrize("command", ["sonify", "sonify-job"])
 def test_output_bucket_that_does_not_exist_is_refused_before_any_model_loads(tmp_path, capsys, monkeypatch,
                                                                              s3_endpoint, command):
-    import i2a_core.sonify as sonify_library
+    import i2a_core.jobs.clips as sonify_library
 
     def no_models(*args, **kwargs):
         raise AssertionError("models were loaded before the output was checked")

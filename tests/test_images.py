@@ -7,8 +7,8 @@ import pytest
 from helpers import image_bytes
 from PIL import Image
 
-from i2a_core import images
-from i2a_core.images import ImageError, ImageLimits, decode_image, load_image
+from i2a_core.io import images
+from i2a_core.io.images import ImageError, ImageLimits, decode_image, load_image
 
 
 @pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("CMYK", "JPEG"), ("RGBA", "PNG"), ("LA", "PNG"),

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from i2a_core.losses import LOSSES, contrastive_loss, get_loss
-from i2a_core.translator import MLPTranslator, TranslatorConfig
+from i2a_core.models.losses import LOSSES, contrastive_loss, get_loss
+from i2a_core.models.translator import MLPTranslator, TranslatorConfig
 
 
 @pytest.mark.parametrize("name", LOSSES)

@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from i2a_core import manifest, storage
-from i2a_core.clip import ClipEncoder, ClipSpec, image_transform
-from i2a_core.images import ImageLimits
-from i2a_core.pipelines.sonify import DecodeImages, GenerateAudio, SonifyJob, read_batch, run
-from i2a_core.presets import resolve_models
-from i2a_core.sonify import GenerationSettings
+from i2a_core.io import manifest, storage
+from i2a_core.jobs.sonify import DecodeImages, GenerateAudio, SonifyJob, read_batch, run
+from i2a_core.models.clip import ClipEncoder, ClipSpec, image_transform
+from i2a_core.specs import GenerationSettings, ImageLimits, resolve_models
 
 TINY = resolve_models("tiny")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,13 +75,13 @@ def test_decode_builds_clip_preprocessing_without_a_clip_model(monkeypatch):
 
 
 def test_read_and_write_stages_import_no_torch():
-    code = ("import sys; import i2a_core.pipelines.sonify, i2a_core.pipelines.embed; "
+    code = ("import sys; import i2a_core.jobs.sonify, i2a_core.jobs.embed; "
             "heavy = sorted(m for m in ('torch', 'open_clip', 'diffusers', 'transformers') if m in sys.modules); "
             "print(heavy); sys.exit(bool(heavy))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=REPO))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert read_batch.__module__ == "i2a_core.pipelines.sonify"
+    assert read_batch.__module__ == "i2a_core.jobs.sonify"
 
 
 @pytest.mark.parametrize("cpus", [1.5])  # Ray alone would give it OMP_NUM_THREADS=1
@@ -107,8 +105,8 @@ def test_full_random_preset_builds_real_sizes_and_makes_a_clip(tmp_path):
     """Build (cached in the session's I2A_CACHE) and one short clip at real shapes: about a minute on 2 cores."""
     import torch
 
-    from i2a_core.sonify import Sonifier, sonify_sources
-    from i2a_core.listing import list_inputs
+    from i2a_core.io.listing import list_inputs
+    from i2a_core.jobs.clips import Sonifier, sonify_sources
 
     models = resolve_models("full-random")
     sonifier = Sonifier(models, device="cpu")

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from i2a_core.cli import main
-from i2a_core.dataset import load_prepared, prepare, split_of
+from i2a_core.models.translator import TRANSLATOR_CLASSES, RetrievalTranslator, TranslatorError, load_translator
 from i2a_core.synthetic import synthetic_pairs, write_synthetic
-from i2a_core.training import TrialSpec, run_trial
-from i2a_core.translator import TRANSLATOR_TYPES, RetrievalTranslator, TranslatorError, load_translator
+from i2a_core.training.data import load_prepared, prepare, split_of
+from i2a_core.training.trial import TrialSpec, run_trial
 
 
 def memory(rows=50, clip_dim=32, clap_dim=16, seed=0):
@@ -25,7 +25,7 @@ def memory(rows=50, clip_dim=32, clap_dim=16, seed=0):
 def test_round_trip_and_the_true_neighbour_ranks_first(tmp_path):
     clip, clap, captions = memory()
     translator = RetrievalTranslator.from_pairs(clip, clap, captions, top_k=5, temperature=0.01)
-    assert TRANSLATOR_TYPES["retrieval"] is RetrievalTranslator
+    assert TRANSLATOR_CLASSES["retrieval"] is RetrievalTranslator
     translator.save(str(tmp_path / "retrieval"))
     loaded = load_translator(str(tmp_path / "retrieval"))
     assert isinstance(loaded, RetrievalTranslator) and loaded.config.type == "retrieval"

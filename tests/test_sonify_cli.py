@@ -10,7 +10,7 @@ import soundfile
 from helpers import image_bytes, write_images
 
 from i2a_core.cli import main
-from i2a_core.translator import MLPTranslator, TranslatorConfig
+from i2a_core.models.translator import MLPTranslator, TranslatorConfig
 
 TINY = ["--preset", "tiny", "--duration", "1.0", "--steps", "2"]
 

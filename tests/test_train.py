@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from i2a_core.cli import main
-from i2a_core.dataset import load_prepared, prepare, split_of
-from i2a_core.pipelines.train import TrainConfig, train_grid
+from i2a_core.jobs.train import TrainConfig, train_grid
+from i2a_core.models.translator import load_translator
 from i2a_core.synthetic import SCHEMA, synthetic_pairs, write_synthetic
-from i2a_core.training import TrialSpec, run_trial
-from i2a_core.translator import load_translator
+from i2a_core.training.data import load_prepared, prepare, split_of
+from i2a_core.training.trial import TrialSpec, run_trial
 
 
 def leaderboard(output) -> list[dict]:
@@ -218,11 +218,11 @@ def test_gpus_per_trial_without_gpus_runs_on_cpu(tmp_path, ray_session):
 
 
 def test_prepare_streams_in_batches_with_the_same_result(tmp_path, monkeypatch):
-    from i2a_core import dataset
+    from i2a_core.training import data
 
     source = write_synthetic(str(tmp_path / "in"), 500)
     whole = load_prepared(prepare(source, str(tmp_path / "whole")))
-    monkeypatch.setattr(dataset, "READ_BATCH_ROWS", 64)  # eight batches instead of one
+    monkeypatch.setattr(data, "READ_BATCH_ROWS", 64)  # eight batches instead of one
     batched = load_prepared(prepare(source, str(tmp_path / "batched")))
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(whole.splits[split].clip, batched.splits[split].clip)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from i2a_core.translator import MLPTranslator, TranslatorConfig, TranslatorError, load_translator
+from i2a_core.models.translator import MLPTranslator, TranslatorConfig, TranslatorError, load_translator
 
 
 def make_translator(**overrides) -> MLPTranslator:

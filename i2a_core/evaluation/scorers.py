@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from i2a_core import hub, storage
-from i2a_core.clip import ClipSpec
+from i2a_core import refs
+from i2a_core.io import storage
+from i2a_core.models.clip import ClipSpec
 
 # Released weights. Plain checkpoints are downloaded once into the i2a cache; CLAP is a hub repo.
 WAV2CLIP_URL = "https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0-alpha/Wav2CLIP.pt"
@@ -82,14 +83,14 @@ def _versions() -> dict:
 def _download(url: str, what: str, flag: str) -> str:
     """A cached local copy of a released checkpoint; offline, one line saying how to point at a local copy."""
     name = os.path.basename(urllib.parse.unquote(urllib.parse.urlparse(url).path))
-    target = os.path.join(hub.cache_dir(), "eval-weights", name)
+    target = os.path.join(refs.cache_dir(), "eval-weights", name)
     if os.path.exists(target):
         return target
     offline_hint = (f"cannot load {what} '{url}': it is not in the cache and cannot be downloaded here "
                     f"({{reason}}). Download it on a connected machine and pass {flag} PATH (a local file or "
                     f"s3:// URL), or score offline with --preset tiny.")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise hub.ModelUnavailable(offline_hint.format(reason="HF_HUB_OFFLINE is set"))
+        raise refs.ModelUnavailable(offline_hint.format(reason="HF_HUB_OFFLINE is set"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     staging = f"{target}.{os.getpid()}.partial"  # actors on one node may download at once
     try:
@@ -99,7 +100,7 @@ def _download(url: str, what: str, flag: str) -> str:
         os.replace(staging, target)
     except OSError as e:
         reason = getattr(e, "reason", None) or type(e).__name__
-        raise hub.ModelUnavailable(offline_hint.format(reason=reason)) from None
+        raise refs.ModelUnavailable(offline_hint.format(reason=reason)) from None
     finally:
         if os.path.exists(staging):
             os.remove(staging)
@@ -116,14 +117,14 @@ def resolve_weights(reference: str, what: str, flag: str) -> str:
         return _download(reference, what, flag)
     if storage.is_remote(reference):
         try:
-            return storage.local_copy(reference, os.path.join(hub.cache_dir(), "remote"))
+            return storage.local_copy(reference, os.path.join(refs.cache_dir(), "remote"))
         except FileNotFoundError:
-            raise hub.ModelUnavailable(f"cannot load {what} '{reference}': no such file or prefix") from None
+            raise refs.ModelUnavailable(f"cannot load {what} '{reference}': no such file or prefix") from None
     if os.path.exists(reference):
         return reference
     if reference.count("/") == 1 and not reference.startswith((".", "/", "~")):
-        return hub.resolve_repo(reference, what, flag)
-    raise hub.ModelUnavailable(f"cannot load {what} '{reference}': no such file")
+        return refs.resolve_repo(reference, what, flag)
+    raise refs.ModelUnavailable(f"cannot load {what} '{reference}': no such file")
 
 
 def load_checkpoint(path: str, what: str, trust_pickles: bool = False) -> dict:
@@ -137,7 +138,7 @@ def load_checkpoint(path: str, what: str, trust_pickles: bool = False) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickles)
     except Exception as e:  # a pickle with objects beyond tensors and containers, or not a checkpoint at all
-        raise hub.ModelUnavailable(
+        raise refs.ModelUnavailable(
             f"cannot load {what} '{path}': not a plain-tensor checkpoint ({type(e).__name__}); convert it to "
             f".safetensors, or pass --trust-checkpoints if you trust the file (it runs the pickle's code)") from None
 
@@ -170,7 +171,7 @@ def load_audio_model(kind: str, reference: str, what: str, flag: str, trust_pick
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise hub.ModelUnavailable(f"cannot load {what} '{reference}': weights do not match the architecture "
+        raise refs.ModelUnavailable(f"cannot load {what} '{reference}': weights do not match the architecture "
                                    f"({first[:200]})") from None
     return model.eval()
 
@@ -182,13 +183,11 @@ def _scoring_flags(message: str) -> str:
 
 def check_available(models: ScoringModels, want: tuple) -> None:
     """Resolve every scoring model this run needs (cache, download or ModelUnavailable) before any work starts."""
-    from i2a_core.clip import resolve_clip
-
     if "cs" in want:
         try:
-            resolve_clip(models.cs_clip)
-        except hub.ModelUnavailable as e:
-            raise hub.ModelUnavailable(_scoring_flags(str(e))) from None
+            refs.resolve_clip(models.cs_clip)
+        except refs.ModelUnavailable as e:
+            raise refs.ModelUnavailable(_scoring_flags(str(e))) from None
         resolve_weights(models.cs_audio, "Wav2CLIP", "--cs-audio")
     if "clap" in want:
         resolve_weights(models.clap, "CLAP", "--clap-score-model")
@@ -285,7 +284,7 @@ class ScoreClips:
     def __init__(self, models: ScoringModels, want: tuple = ("cs", "clap"), device: str | None = None):
         import torch
 
-        from i2a_core.devices import pick_device
+        from i2a_core.models.devices import pick_device
         from i2a_core.quiet import quiet_libraries
 
         quiet_libraries()
@@ -293,16 +292,16 @@ class ScoreClips:
         self.device = pick_device(device)
         trust = models.trust_pickles
         if "cs" in self.want:
-            from i2a_core.clip import ClipEncoder
+            from i2a_core.models.clip import ClipEncoder
 
             try:
                 self.clip = ClipEncoder(models.cs_clip, device=self.device)
-            except hub.ModelUnavailable as e:
-                raise hub.ModelUnavailable(_scoring_flags(str(e))) from None
+            except refs.ModelUnavailable as e:
+                raise refs.ModelUnavailable(_scoring_flags(str(e))) from None
             self.wav2clip = load_audio_model("wav2clip", models.cs_audio, "Wav2CLIP", "--cs-audio", trust)
             self.wav2clip.to(self.device)
             if self.wav2clip.config.mlp[-1] != self.clip.dim:
-                raise hub.ModelUnavailable(f"--cs-audio gives {self.wav2clip.config.mlp[-1]}-d embeddings but the "
+                raise refs.ModelUnavailable(f"--cs-audio gives {self.wav2clip.config.mlp[-1]}-d embeddings but the "
                                            f"scoring CLIP {models.cs_clip.model} gives {self.clip.dim}-d ones")
         if "clap" in self.want:
             self.clap = ClapScorer(models.clap, self.device)
@@ -313,8 +312,8 @@ class ScoreClips:
         self.torch = torch
 
     def __call__(self, batch: dict) -> dict:
-        from i2a_core import images
         from i2a_core.evaluation import metrics
+        from i2a_core.io import images
 
         wavs = [str(w) for w in batch["wav"]]
         pictures = [str(i) for i in batch.get("image", [""] * len(wavs))]

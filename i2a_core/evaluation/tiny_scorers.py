@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 import torch
 
-from i2a_core import tiny
+from i2a_core.models import tiny
 
 TINY_SCHEME = "tiny:"
 VERSION = "1"  # bump when a shape below changes, so stale caches are rebuilt
@@ -33,7 +33,7 @@ def resolve(reference: str) -> str:
     if part not in builders:
         raise ValueError(f"unknown tiny scoring model '{reference}' (known: "
                          f"{', '.join(TINY_SCHEME + p for p in builders)})")
-    from i2a_core.hub import cache_dir
+    from i2a_core.refs import cache_dir
 
     target = os.path.join(cache_dir(), f"tiny-eval-v{VERSION}", part)
     if not os.path.isdir(target):

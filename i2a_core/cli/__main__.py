@@ -1,0 +1,7 @@
+"""`python -m i2a_core.cli`: the same as the `i2a` command."""
+
+import sys
+
+from i2a_core.cli import main
+
+sys.exit(main())

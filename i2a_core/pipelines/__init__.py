@@ -1,1 +1,0 @@
-"""Batch jobs built from stages (fetch, embed, train, sonify): each module wires one job, on Ray or in-process."""

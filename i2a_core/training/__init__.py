@@ -1,0 +1,1 @@
+"""Translator training: embedding Parquet to memory-mapped splits, and one trial."""
