@@ -59,3 +59,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: stop, keep what is committed; exit status 143."""
 
     exit_code = 143
+
+
+# Error kinds of one input (its manifest row's error_kind) that a rerun retries: the cause was the network, a
+# store or a worker, not the input. Every other kind is permanent: a rerun skips the input.
+TRANSIENT_KINDS = frozenset({
+    "timeout", "unreachable", "host_unreachable",  # an http(s) host that did not answer
+    "http_408", "http_429",  # the server asked to come back later
+    "truncated_download",  # the body ended before its Content-Length
+    "storage_unavailable",  # an object store or file server that timed out, dropped the connection or throttled
+    "disk_full",  # ENOSPC, EDQUOT: free space and rerun
+    "worker_lost",  # the actor or node holding the input died
+})
+
+
+def is_transient(kind: str) -> bool:
+    """Whether a rerun retries an input that failed with this error kind (5xx statuses are transient)."""
+    return kind in TRANSIENT_KINDS or kind.startswith("http_5")

@@ -444,8 +444,6 @@ def check_job(job: SonifyJob) -> None:
     checks.check_sonify(job.models, job.settings)
 
 
-# Failures a later run may not repeat (the host was down, the network slow): retried on rerun.
-TRANSIENT_ERRORS = {"timeout", "unreachable", "host_unreachable"}
 
 
 def finished_inputs(rows) -> set[str]:
@@ -453,7 +451,7 @@ def finished_inputs(rows) -> set[str]:
     kinds = rows.column("error_kind").to_pylist()
     statuses = rows.column("status").to_pylist()
     return {row_input for row_input, status, kind in zip(rows.column("input").to_pylist(), statuses, kinds)
-            if status == "ok" or not (kind in TRANSIENT_ERRORS or kind.startswith("http_5"))}
+            if status == "ok" or not is_transient(kind)}
 
 
 def run(job: SonifyJob, log=print) -> JobSummary:
