@@ -20,7 +20,7 @@ import numpy as np
 import soundfile
 
 from i2a_core import checks
-from i2a_core.errors import Terminated, TranslatorError
+from i2a_core.errors import Terminated, TranslatorError, is_transient
 from i2a_core.io import gallery, images, lease, listing, manifest, storage
 from i2a_core.jobs.clips import seed_for, wav_bytes
 from i2a_core.models.clip import ClipSpec
