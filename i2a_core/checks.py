@@ -18,8 +18,11 @@ MISSING_TRANSLATOR = ("images need a translator: pass --translator DIR|URL (trai
 
 def check_generation(settings: GenerationSettings, audioldm: str) -> None:
     """Duration (within what this checkpoint can make), steps, guidance, batch size and scheduler."""
-    if not 0 < settings.duration <= MAX_DURATION_S:
-        raise ConfigError(f"--duration {settings.duration:g}: AudioLDM makes clips of at most {MAX_DURATION_S:g} s")
+    if not settings.duration > 0:
+        raise ConfigError(f"--duration {settings.duration:g}: must be a positive number of seconds")
+    if settings.duration > MAX_DURATION_S:
+        raise ConfigError(f"--duration {settings.duration:g}: AudioLDM makes clips from a fraction of a second "
+                          f"to {MAX_DURATION_S:g} s")
     shortest = refs.shortest_clip_s(audioldm)  # None for an s3:// checkpoint: its actors load the configs
     if shortest is not None and settings.duration < shortest:
         raise ConfigError(f"--duration {settings.duration:g}: AudioLDM makes clips from {shortest:g} s "
@@ -40,18 +43,37 @@ def check_translator(models: ModelSpec) -> TranslatorConfig:
         raise TranslatorError(MISSING_TRANSLATOR)
     config = inspect_translator(refs.local_model(models.translator))
     clip_dim = refs.clip_dim(models.clip)
-    if config.in_dim != clip_dim:
-        raise TranslatorError(f"{models.translator}: maps {config.in_dim}-d CLIP vectors, "
-                              f"but {models.clip.model} gives {clip_dim}-d ones")
-    clap_dim = refs.clap_dim(models.audioldm)  # None for an s3:// checkpoint: its actors check it
-    if clap_dim is not None and config.out_dim != clap_dim:
-        raise TranslatorError(f"{models.translator}: gives {config.out_dim}-d CLAP vectors, "
-                              f"but {models.audioldm} expects {clap_dim}-d ones")
+    clap_dim = refs.clap_dim(models.audioldm)  # None for an s3:// checkpoint: known only to its actors
+    if config.in_dim != clip_dim or (clap_dim is not None and config.out_dim != clap_dim):
+        raise TranslatorError(
+            f"{models.translator}: maps {config.in_dim}-d CLIP to {config.out_dim}-d CLAP, but the encoders give "
+            f"{clip_dim}-d CLIP and {clap_dim if clap_dim is not None else '?'}-d CLAP (was it trained for other "
+            f"models?)")
     return config
 
 
-def check_sonify(models: ModelSpec, settings: GenerationSettings, images: bool = True) -> None:
+def check_device(device: str | None) -> None:
+    """Refuse a --device torch cannot use here (cuda without a GPU, a typo) before any model loads."""
+    if not device:
+        return
+    import torch
+
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: torch sees no CUDA GPU here; leave --device out to use the CPU")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) visible")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available here")
+
+
+def check_sonify(models: ModelSpec, settings: GenerationSettings, images: bool = True,
+                 device: str | None = None) -> None:
     """Everything about the models and settings of a sonification, before anything runs."""
+    check_device(device)
     refs.check_models_reachable(models, need_clip=images)
     check_generation(settings, models.audioldm)
     if images:

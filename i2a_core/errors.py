@@ -55,6 +55,10 @@ class EvalError(UserError):
     """Eval inputs that cannot be scored (an empty reference folder, no clips)."""
 
 
+class Stalled(RuntimeError):
+    """Nothing finished for --stall-timeout seconds while work remained; str() says what the job waited for."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: stop, keep what is committed; exit status 143."""
 
@@ -76,3 +80,22 @@ TRANSIENT_KINDS = frozenset({
 def is_transient(kind: str) -> bool:
     """Whether a rerun retries an input that failed with this error kind (5xx statuses are transient)."""
     return kind in TRANSIENT_KINDS or kind.startswith("http_5")
+
+
+def classify(error: BaseException, name: str, writing: bool = False) -> tuple[str, str]:
+    """(error kind, one-line reason naming the input) for any exception raised while one input was handled."""
+    kind = getattr(error, "kind", None)
+    if writing and isinstance(error, OSError):
+        return "write_failed", one_line(f"{name}: cannot write ({error.strerror or type(error).__name__})")
+    if isinstance(kind, str) and kind:
+        reason = getattr(error, "reason", None) or str(error)
+        return kind, one_line(reason if str(reason).startswith(name) else f"{name}: {reason}")
+    return "internal", one_line(f"{name}: {type(error).__name__}: {error}")
+
+
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x00, 0x20), 0x7F)}
+
+
+def one_line(text: str) -> str:
+    """Text made safe for one console line: control characters (newlines, escapes) shown as \\xNN."""
+    return str(text).translate(_CONTROL)

@@ -19,9 +19,12 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Counts finished units of `total` (clips, rows, trials): `with Progress(n, "sonify", "clips") as p: p.update(k)`."""
+    """Counts finished units of `total` (clips, rows, trials): `with Progress(n, "sonify", "clips") as p: p.update(k)`.
 
-    def __init__(self, total: int, what: str, unit: str, stream=None, every_s: float = PLAIN_EVERY_S):
+    `total` may be None while a streamed plan is still being listed (`set_total` gives it later).
+    """
+
+    def __init__(self, total: int | None, what: str, unit: str, stream=None, every_s: float = PLAIN_EVERY_S):
         self.total, self.what, self.unit = total, what, unit
         self.stream = stream  # None: sys.stderr at the time of writing
         self.every_s = every_s
@@ -39,8 +42,14 @@ class Progress:
 
     def _heartbeat(self) -> None:
         while not self.stopped.wait(self.every_s):
-            if self.done < self.total:
+            if self.total is None or self.done < self.total:
                 print(self.line(), file=self._out(), flush=True)
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
 
     def _out(self):
         return self.stream or sys.stderr
@@ -57,6 +66,8 @@ class Progress:
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
+        if self.total is None:
+            return f"{self.what}: {self.done} {self.unit}, {rate:.2f} {self.unit}/s, {_duration(elapsed)} elapsed"
         percent = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         eta = f", ETA {_duration((self.total - self.done) / rate)}" if rate > 0 and self.done < self.total else ""
         return (f"{self.what}: {self.done}/{self.total} {self.unit}{percent}, {rate:.2f} {self.unit}/s, "

@@ -18,9 +18,9 @@ import soundfile
 from PIL import Image
 
 from i2a_core.io import listing, manifest, storage
-from i2a_core.jobs.clips import seed_for
 from i2a_core.jobs.sonify import SonifyJob, run
 from i2a_core.specs import GenerationSettings, ImageLimits, resolve_models
+from i2a_core.stages.clips import seed_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = GenerationSettings(duration=0.5, steps=2, guidance=2.5, seed=7, batch_size=2)
@@ -200,7 +200,7 @@ def test_kill_mid_run_then_rerun_processes_every_input_once(tmp_path):
     output = str(tmp_path / "out")
     command = [sys.executable, os.path.join(REPO, "jobs", "sonify.py"), "--preset", "tiny", "--input",
                str(tmp_path / "in"), "--output", output, "--runner", "local", "--batch-size", "1",
-               "--duration", "0.5", "--steps", "2", "--seed", "7"]
+               "--duration", "0.5", "--steps", "2", "--seed", "7", "--rows-per-part", "1"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, "PYTHONPATH": REPO})
     deadline = time.monotonic() + 120
@@ -286,5 +286,5 @@ def test_i2a_sonify_and_the_job_give_an_image_the_same_audio(tmp_path):
     assert main(["sonify", f"{folder}/", "--output", str(tmp_path / "cli"), "--preset", "tiny",
                  "--duration", "0.5", "--steps", "2", "--seed", "7", "--batch-size", "2"]) == 0
     job_audio, _ = soundfile.read(tmp_path / "job" / "audio" / "deep" / "a.wav")
-    cli_audio, _ = soundfile.read(tmp_path / "cli" / "deep" / "a.wav")
+    cli_audio, _ = soundfile.read(tmp_path / "cli" / "audio" / "deep" / "a.wav")
     np.testing.assert_allclose(cli_audio, job_audio, atol=1e-4)

@@ -64,7 +64,7 @@ def test_sonify_counts_what_it_wrote(tmp_path, monkeypatch, capsys):
     assert "0 clips written to" in capsys.readouterr().out  # never -1
     assert main(["sonify", "--preset", "tiny", "missing.jpg", "photos/a.png", "--output", "out"]) == 1
     out = capsys.readouterr().out
-    assert "1 clip written to" in out and "1 failed" in out and os.path.exists("out/a.wav")
+    assert "1 clip written to" in out and "1 failed" in out and os.path.exists("out/audio/a.wav")
 
 
 def test_bulk_job_names_failures_and_writes_errors_csv(tmp_path, monkeypatch, capsys):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from i2a_core.io import gallery, storage
-from i2a_core.jobs.clips import wav_bytes
+from i2a_core.stages.clips import wav_bytes
 
 # .ci/run installs Chromium, so in CI a missing browser is a failure, not a skip.
 pytestmark = pytest.mark.skipif(chromium.binary() is None and not os.environ.get("CI"),

@@ -17,8 +17,9 @@ from test_bulk_sonify import SETTINGS, check_exactly_once
 
 from i2a_core.cli import main
 from i2a_core.io import fetch_url, images, listing, manifest
-from i2a_core.jobs.sonify import SonifyJob, read_batch, run
+from i2a_core.jobs.sonify import SonifyJob, run
 from i2a_core.specs import ImageLimits, resolve_models
+from i2a_core.stages.images import read_images
 
 TINY = ["--preset", "tiny", "--duration", "0.5", "--steps", "2"]
 SECRET = "SECRET-FROM-THE-SERVER"
@@ -203,7 +204,7 @@ def test_i2a_sonify_never_prints_credentials_or_server_bytes(hostile, tmp_path, 
                    f"{hostile}/gone.png", "--allow-private-urls", "--output", str(out), *TINY])
     printed = capsys.readouterr()
     assert status == 1 and SECRET not in printed.out + printed.err
-    [sidecar] = out.rglob("*.json")
+    [sidecar] = (out / "audio").rglob("*.json")
     assert SECRET not in sidecar.read_text() and json.loads(sidecar.read_text())["warning"] == ""
     assert len(list(out.rglob("*.wav"))) == 1
 
@@ -212,13 +213,14 @@ def test_dead_hosts_cost_one_timeout_and_are_then_given_up(tmp_path, silent_host
     dead = silent_hosts(6)
     urls = [f"{hostile}/img/a.png", f"{hostile}/img/b.png"] + [f"{host}/x{i}.png" for i, host in
                                                                  enumerate(dead)]
-    # Reads overlap: the answered inputs come out first, and six silent hosts cost about one timeout,
-    # not six one after another (12 s).
+    # Reads overlap: six silent hosts cost about one timeout, not six one after another (12 s).
     limits = ImageLimits(timeout_s=2.0, allow_private_urls=True)
     started = time.monotonic()
-    chunks = list(read_batch({"input": np.array(urls[::-1], dtype=object)}, limits, chunk=2))
+    items = {"input": np.array(urls[::-1], dtype=object), "error": np.array([""] * len(urls), dtype=object),
+             "error_kind": np.array([""] * len(urls), dtype=object)}
+    chunks = list(read_images(iter([items]), limits, batch_size=2))
     assert time.monotonic() - started < 6
-    assert sorted(chunks[0]["input"]) == urls[:2] and list(chunks[0]["error"]) == ["", ""]
+    assert [list(c["input"]) for c in chunks][-1] == urls[:2][::-1] and list(chunks[-1]["error"]) == ["", ""]
     assert sum(len(c["input"]) for c in chunks) == len(urls)
 
     job, output = url_job(tmp_path, urls, timeout_s=2.0)
@@ -282,8 +284,8 @@ def test_fifos_devices_and_dot_names(tmp_path, capsys):
     # `i2a sonify` too: the FIFO is an error line, not a hang.
     status = main(["sonify", str(folder / "fifo.jpg"), str(folder / ".jpg"), "--output", str(tmp_path / "cli"),
                    *TINY])
-    assert status == 1 and "fifo.jpg: not a regular file" in capsys.readouterr().err
-    assert len(list((tmp_path / "cli").glob("*.wav"))) == 1
+    assert status == 1 and "fifo.jpg: not a regular file" in capsys.readouterr().out
+    assert len(list((tmp_path / "cli" / "audio").glob("*.wav"))) == 1
 
 
 # --- 3. decoding ---
@@ -352,7 +354,8 @@ def test_long_multibyte_names_and_failed_writes(tmp_path, capsys):
 
     # `i2a sonify` writes the same names, and a failed write is that clip's error line only.
     cli = tmp_path / "cli"
-    (cli / "blocked.wav").mkdir(parents=True)
+    (cli / "audio" / "blocked.wav").mkdir(parents=True)
     assert main(["sonify", str(folder), "--output", str(cli), *TINY]) == 1
-    assert "blocked.png: cannot write blocked.wav" in capsys.readouterr().err
-    assert len(list(cli.glob("*.wav"))) == 4 and len([p for p in cli.glob("*.wav") if p.is_file()]) == 3
+    assert "blocked.png: cannot write (Is a directory)" in capsys.readouterr().out
+    wavs = list((cli / "audio").glob("*.wav"))
+    assert len(wavs) == 4 and len([p for p in wavs if p.is_file()]) == 3

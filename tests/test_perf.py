@@ -14,9 +14,11 @@ import pytest
 from PIL import Image
 
 from i2a_core.io import manifest, storage
-from i2a_core.jobs.sonify import DecodeImages, GenerateAudio, SonifyJob, read_batch, run
+from i2a_core.jobs.sonify import Sonifier, SonifyJob, run
 from i2a_core.models.clip import ClipEncoder, ClipSpec, image_transform
+from i2a_core.runner import Stage, _IsolatedStage
 from i2a_core.specs import GenerationSettings, ImageLimits, resolve_models
+from i2a_core.stages.images import DecodeImages
 
 TINY = resolve_models("tiny")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +50,7 @@ def test_sonify_cli_records_scheduler_in_sidecar(tmp_path):
     folder = _image_folder(tmp_path, count=1)
     assert main(["sonify", f"{folder}/", "--output", str(tmp_path / "cli"), "--preset", "tiny", "--duration", "0.5",
                  "--steps", "2", "--scheduler", "unipc"]) == 0
-    record = json.loads((tmp_path / "cli" / "0.json").read_text())
+    record = json.loads((tmp_path / "cli" / "audio" / "0.json").read_text())
     assert record["scheduler"] == "unipc" and "noise" in record["note"]
 
 
@@ -75,26 +77,28 @@ def test_decode_builds_clip_preprocessing_without_a_clip_model(monkeypatch):
 
 
 def test_read_and_write_stages_import_no_torch():
-    code = ("import sys; import i2a_core.jobs.sonify, i2a_core.jobs.embed; "
+    code = ("import sys; import i2a_core.jobs.sonify, i2a_core.jobs.embed, i2a_core.stages.images, "
+            "i2a_core.stages.clips, i2a_core.cli; "
             "heavy = sorted(m for m in ('torch', 'open_clip', 'diffusers', 'transformers') if m in sys.modules); "
             "print(heavy); sys.exit(bool(heavy))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=REPO))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert read_batch.__module__ == "i2a_core.jobs.sonify"
 
 
 @pytest.mark.parametrize("cpus", [1.5])  # Ray alone would give it OMP_NUM_THREADS=1
 def test_cpu_model_actor_runs_torch_on_its_cpu_share(ray_session, cpus):
     ray = ray_session
 
-    class Probe(GenerateAudio):
+    class Probe(_IsolatedStage):  # the runner's Ray Data actor around a model stage
         def threads(self):
             import torch
 
             return torch.get_num_threads()
 
-    actor = ray.remote(num_cpus=cpus)(Probe).remote("tiny:audioldm", GenerationSettings(duration=1.0))
+    stage = Stage("i2a_core.stages.sonify:GenerateAudio",
+                  {"audioldm": "tiny:audioldm", "settings": GenerationSettings(duration=1.0)})
+    actor = ray.remote(num_cpus=cpus)(Probe).remote(stage)
     try:
         assert ray.get(actor.threads.remote()) == math.ceil(cpus)
     finally:
@@ -105,21 +109,16 @@ def test_full_random_preset_builds_real_sizes_and_makes_a_clip(tmp_path):
     """Build (cached in the session's I2A_CACHE) and one short clip at real shapes: about a minute on 2 cores."""
     import torch
 
-    from i2a_core.io.listing import list_inputs
-    from i2a_core.jobs.clips import Sonifier, sonify_sources
-
     models = resolve_models("full-random")
-    sonifier = Sonifier(models, device="cpu")
+    sonifier = Sonifier(models, GenerationSettings(duration=0.5, steps=1, batch_size=1), device="cpu")
+    _, encode, generate = sonifier.chain.stages
     millions = {name: sum(p.numel() for p in module.parameters()) / 1e6 for name, module in
-                [("unet", sonifier.generator.unet), ("vae", sonifier.generator.vae),
-                 ("vocoder", sonifier.generator.vocoder)]}
+                [("unet", generate.generator.unet), ("vae", generate.generator.vae),
+                 ("vocoder", generate.generator.vocoder)]}
     for name, expected in {"unet": 185.0, "vae": 55.4, "vocoder": 55.3}.items():
         assert abs(millions[name] - expected) <= 0.01 * expected, (name, millions[name])
-    assert sonifier.clip.dim == 512 and sonifier.generator.clap_dim == 512
-    assert isinstance(sonifier.clip.model.visual.transformer, torch.nn.Module)
+    assert encode.clip.dim == 512 and generate.generator.clap_dim == 512
+    assert isinstance(encode.clip.model.visual.transformer, torch.nn.Module)
     folder = _image_folder(tmp_path, count=1)
-    settings = GenerationSettings(duration=0.5, steps=1, batch_size=1)
-    (result,) = sonify_sources(sonifier, list_inputs([str(folder)]), str(tmp_path / "out"), settings)
-    assert result.ok
-    record = json.loads((tmp_path / "out" / "0.json").read_text())
-    assert record["sample_rate"] == 16000 and "noise" in record["note"]
+    (clip,) = sonifier([str(folder / "0.png")])
+    assert clip.sample_rate == 16000 and len(clip.waveform) == 8000 and clip.info["steps"] == 1

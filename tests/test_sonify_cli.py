@@ -29,14 +29,14 @@ def test_images_folders_and_urls(tmp_path, http_root, capsys):
     status = main(["sonify", str(tmp_path / "in"), "--input", str(single), f"{base}/from-web.png",
                    "--output", str(out), "--allow-private-urls", *TINY])
     assert status == 0, capsys.readouterr()
-    wavs = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
+    wavs = sorted(str(p.relative_to(out / "audio")) for p in (out / "audio").rglob("*.wav"))
     # Folder inputs keep their relative path, URLs their host/path (as the bulk job lays them out);
     # the lone a.jpg collides with nothing, so it gets no hash.
     host = base.split("://")[1]
     assert wavs == sorted(["a.wav", "b.wav", f"{host}/from-web.wav", "x/a.wav", "y/a.wav"])
-    audio, rate = read_wav(out / "x" / "a.wav")
+    audio, rate = read_wav(out / "audio" / "x" / "a.wav")
     assert rate == 16000 and audio.ndim == 1 and len(audio) == 16000
-    record = json.loads((out / host / "from-web.json").read_text())
+    record = json.loads((out / "audio" / host / "from-web.json").read_text())
     assert record["input"] == f"{base}/from-web.png"
     assert record["models"]["translator"] == "tiny:translator"
     assert {"seed", "steps", "guidance", "duration", "timings_s"} <= set(record)
@@ -47,7 +47,7 @@ def test_same_names_from_different_places_never_collide(tmp_path):
     first = write_images(tmp_path / "p", ["a.jpg"])[0]
     second = write_images(tmp_path / "q", ["a.jpg"])[0]
     assert main(["sonify", str(first), str(second), "--output", str(tmp_path / "out"), *TINY]) == 0
-    names = sorted(p.name for p in (tmp_path / "out").glob("*.wav"))
+    names = sorted(p.name for p in (tmp_path / "out" / "audio").glob("*.wav"))
     assert len(names) == 2 and all(name.startswith("a-") for name in names)
 
 
@@ -56,10 +56,11 @@ def test_seeded_rerun_is_bit_identical(tmp_path):
     for run in ("one", "two"):
         assert main(["sonify", str(tmp_path / "in"), "--output", str(tmp_path / run), "--seed", "5", *TINY]) == 0
     for name in ("a", "b", "c"):
-        assert (tmp_path / "one" / f"{name}.wav").read_bytes() == (tmp_path / "two" / f"{name}.wav").read_bytes()
+        assert (tmp_path / "one" / "audio" / f"{name}.wav").read_bytes() == \
+            (tmp_path / "two" / "audio" / f"{name}.wav").read_bytes()
     different = tmp_path / "three"
     assert main(["sonify", str(tmp_path / "in" / "a.png"), "--output", str(different), "--seed", "6", *TINY]) == 0
-    assert (different / "a.wav").read_bytes() != (tmp_path / "one" / "a.wav").read_bytes()
+    assert (different / "audio" / "a.wav").read_bytes() != (tmp_path / "one" / "audio" / "a.wav").read_bytes()
 
 
 def test_bad_inputs_are_named_and_the_rest_still_sound(tmp_path, http_root, capsys):
@@ -73,10 +74,10 @@ def test_bad_inputs_are_named_and_the_rest_still_sound(tmp_path, http_root, caps
     status = main(["sonify", str(folder), f"{base}/gone.png", f"{base}/slow.png", str(tmp_path / "nowhere.png"),
                    "--url-timeout", "1", "--allow-private-urls",
                    "--max-pixels", "50000", "--output", str(tmp_path / "out"), *TINY])
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  failed: ")]
     assert status == 1
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.wav")) == ["good.wav", "liar.wav"]
-    assert json.loads((tmp_path / "out" / "liar.json").read_text())["warning"] == \
+    assert sorted(p.name for p in (tmp_path / "out" / "audio").glob("*.wav")) == ["good.wav", "liar.wav"]
+    assert json.loads((tmp_path / "out" / "audio" / "liar.json").read_text())["warning"] == \
         "extension says JPEG but the content is PNG"
     expected = {"page.jpg": "not an image", "cut.png": "truncated",
                 "huge.png": "over the 50,000-pixel limit", "gone.png": "HTTP 404", "slow.png": "timed out",
@@ -89,10 +90,10 @@ def test_bad_inputs_are_named_and_the_rest_still_sound(tmp_path, http_root, caps
 def test_text_prompts_need_no_translator(tmp_path):
     out = tmp_path / "out"
     assert main(["sonify", "--text", "a dog barks in the rain", "--text", "waves", "--output", str(out), *TINY]) == 0
-    [record_path] = out.glob("text-a_dog_barks_in_the_rain-*.json")
+    [record_path] = (out / "audio").glob("text-a_dog_barks_in_the_rain-*.json")
     record = json.loads(record_path.read_text())
     assert record["modality"] == "text" and record["models"]["translator"] is None
-    assert len(list(out.glob("text-waves-*.wav"))) == 1
+    assert len(list((out / "audio").glob("text-waves-*.wav"))) == 1
 
 
 def run_error(capsys, *argv) -> str:
@@ -115,7 +116,7 @@ def test_fatal_errors_are_one_line(tmp_path, capsys):
     assert "maps 512-d CLIP to 512-d CLAP, but the encoders give 32-d CLIP and 16-d CLAP" in run_error(
         capsys, "sonify", image, "--output", out, "--preset", "tiny", "--translator", str(tmp_path / "big"))
     assert "nothing to sonify" in run_error(capsys, "sonify", "--output", out, "--preset", "tiny")
-    assert not os.path.exists(os.path.join(out, "a.wav"))
+    assert not os.path.exists(os.path.join(out, "audio", "a.wav"))
 
 
 def test_real_preset_offline_fails_fast_naming_the_model(tmp_path, capsys):
@@ -142,7 +143,7 @@ def test_bucket_in_bucket_out(tmp_path, s3_bucket):
     fs.pipe_file(f"{s3_bucket}/photos/notes.txt", b"not an image, not listed")
     assert main(["sonify", f"{s3_bucket}/photos", "--output", f"{s3_bucket}/sounds", *TINY]) == 0
     fs.invalidate_cache()
-    written = sorted(path.split("/sounds/")[1] for path in fs.find(f"{s3_bucket}/sounds"))
+    written = sorted(path.split("/sounds/audio/")[1] for path in fs.find(f"{s3_bucket}/sounds/audio"))
     assert written == ["a.json", "a.wav", "deep/b.json", "deep/b.wav"]
-    record = json.loads(fs.cat_file(f"{s3_bucket}/sounds/deep/b.json"))
+    record = json.loads(fs.cat_file(f"{s3_bucket}/sounds/audio/deep/b.json"))
     assert record["input"] == f"{s3_bucket}/photos/deep/b.jpg"

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import traceback
 
-from i2a_core.errors import UserError
+from i2a_core.cli import embed, eval, fetch, flags, quickstart, sonify, train
+from i2a_core.errors import Stalled, UserError
+from i2a_core.quiet import quiet_libraries, set_verbose
 
-# name -> module under i2a_core.commands. Building the parser imports every one of them, so a command
-# module imports nothing heavy at module level (torch, ray, diffusers, open_clip): it does so in run().
-COMMANDS = {
-    "quickstart": "i2a_core.cli.quickstart",
-    "fetch": "i2a_core.cli.fetch",
-    "embed": "i2a_core.cli.embed",
-    "train": "i2a_core.cli.train",
-    "sonify": "i2a_core.cli.sonify",
-    "sonify-job": "i2a_core.cli.sonify_job",
-    "eval": "i2a_core.cli.eval",
-}
-
+# Every command module names its commands: name -> (help, description, add_arguments, run). They import
+# nothing heavy at module level (torch, ray, diffusers, open_clip), so --help and argument errors stay instant.
+COMMANDS = {**quickstart.COMMANDS, **fetch.COMMANDS, **embed.COMMANDS, **train.COMMANDS, **sonify.COMMANDS,
+            **eval.COMMANDS}
 # Paths the user named that cannot be read or written; the message names the path.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
@@ -35,21 +28,19 @@ def _console_flags() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from i2a_core.cli.flags import EXIT_STATUS
-
     console = _console_flags()
     parser = argparse.ArgumentParser(
         prog="i2a",
         description="Give sound to images: CLIP -> translator -> AudioLDM, from a laptop to a Ray cluster.",
-        epilog=EXIT_STATUS + "\n\nEvery command has --help.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=flags.EXIT_STATUS + "\n\nEvery command has --help.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.DESCRIPTION, epilog=EXIT_STATUS,
+    for name, (help_text, description, add_arguments, run) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=description, epilog=flags.EXIT_STATUS,
                                     parents=[console], formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
     return parser
 
 
@@ -65,11 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.inputs = list(args.inputs) + extra
-    from i2a_core.cli.flags import absolute_paths
-    from i2a_core.quiet import quiet_libraries, set_verbose
-
     # Local paths become absolute here, once: Ray workers and Tune trials run in other directories.
-    absolute_paths(args)
+    flags.absolute_paths(args)
     set_verbose(args.verbose)
     quiet_libraries()
     try:
@@ -80,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             traceback.print_exc()
+        if isinstance(e, Stalled):  # said what it waited for; what finished is kept
+            print(f"i2a {args.command}: stalled: {e}", file=sys.stderr)
+            return 1
         if _is_user_error(e):
             print(f"i2a {args.command}: error: {e}", file=sys.stderr)
             return 2

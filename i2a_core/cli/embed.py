@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from i2a_core.cli.flags import ConfigError, add_lease_argument, add_model_arguments, models_from_args
+from i2a_core.cli.flags import ConfigError, add_job_arguments, add_model_arguments, models_from_args
 from i2a_core.io import sources
 from i2a_core.jobs.embed import SOURCES, EmbedConfig, run_embed
 
@@ -40,10 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPUs per encoder actor, each running as many torch threads (default: 1 with GPUs; "
                              "without, the node's CPUs shared by the actors, less a sliver for reading and writing)")
     parser.add_argument("--batch-size", type=int, default=64, help="rows per encoder call (default: 64)")
-    parser.add_argument("--rows-per-part", type=int, default=10_000,
-                        help="rows per Parquet part file (default: 10000)")
     add_model_arguments(parser, translator=False)
-    add_lease_argument(parser)
+    add_job_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> EmbedConfig:
@@ -71,3 +69,6 @@ def run(args: argparse.Namespace) -> int:
     # Rows that `i2a fetch` could not download were its failures, reported there; the rest are this run's.
     failed = sum(count for reason, count in stats["failures"].items() if not reason.startswith("fetch_"))
     return 1 if failed else 0
+
+
+COMMANDS = {"embed": (HELP, DESCRIPTION, add_arguments, run)}

@@ -29,8 +29,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from i2a_core.cli.flags import add_generation_arguments, add_model_arguments
-    from i2a_core.cli.sonify import add_url_arguments
+    from i2a_core.cli.flags import add_generation_arguments, add_model_arguments, add_url_arguments
 
     parser.add_argument("--input", help="what to score: a bulk sonify output (manifest/) or an `i2a sonify` "
                                         "folder (WAV + JSON sidecars), local or s3://")
@@ -176,3 +175,6 @@ def run(args: argparse.Namespace) -> int:
                                             limits=ImageLimits(allow_private_urls=args.allow_private_urls)))
     print(f"audio leaderboard: {storage.join(args.output, 'audio_leaderboard.md')} ({len(ranked)} rows)")
     return 1 if any(row["errors"] for row in ranked) else 0
+
+
+COMMANDS = {"eval": (HELP, DESCRIPTION, add_arguments, run)}

@@ -74,3 +74,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(e)) from None
     print("\n".join(summary.lines()))
     return 1 if summary.failures else 0  # some images could not be fetched: counted by reason above
+
+
+COMMANDS = {"fetch": (HELP, DESCRIPTION, add_arguments, run)}

@@ -1,4 +1,7 @@
-"""Flags shared by every command: models (preset + overrides), generation settings, input/output."""
+"""Flags shared by every command: models (preset + overrides), generation, image limits, lease, stalls, paths.
+
+Flags become typed specs here; they are checked once, by the job (i2a_core/checks.py), before anything runs.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,20 @@ import os
 import re
 
 from i2a_core.errors import ConfigError
-from i2a_core.refs import check_models_reachable
-from i2a_core.specs import DEFAULT_PRESET, DEFAULT_SCHEDULER, PRESETS, SCHEDULERS, ModelSpec, resolve_models
-
-# This module builds every command's flags, so it imports nothing heavy (torch, ray, diffusers, open_clip):
-# `i2a --help` and argument errors stay instant. Import model code inside the functions that run.
-
-
+from i2a_core.io.lease import STALE_S
+from i2a_core.io.manifest import PART_ROWS, PART_SECONDS
+from i2a_core.runner import STALL_TIMEOUT_S
+from i2a_core.specs import (
+    DEFAULT_PRESET,
+    DEFAULT_SCHEDULER,
+    PRESETS,
+    SCHEDULERS,
+    GenerationSettings,
+    ImageLimits,
+    ModelSpec,
+    generation_settings,
+    resolve_models,
+)
 
 EXIT_STATUS = """\
 exit status:
@@ -22,7 +32,7 @@ exit status:
   2  usage or configuration error: bad flags, paths or models (one line, no traceback; --debug shows it)"""
 
 # Flags that name files or folders; model flags may also be hub ids or tags, made absolute only when they exist.
-PATH_FLAGS = ("input", "output", "inputs", "more_inputs", "translator", "captions", "images")
+PATH_FLAGS = ("input", "output", "inputs", "more_inputs", "translator", "captions", "images", "reference_audio", "grid")
 MODEL_FLAGS = ("audioldm", "clip_pretrained")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # s3://, http://, tiny:, hf-hub:, local-dir:
 
@@ -67,34 +77,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, translator: bool = True
     group.add_argument("--device", help="torch device (default: cuda when visible, else cpu)")
 
 
-def models_from_args(args: argparse.Namespace, need_clip: bool = True) -> ModelSpec:
-    """The preset's models with the flags' overrides, checked to be loadable before any work starts."""
-    try:
-        models = resolve_models(args.preset, args.clip_model, args.clip_pretrained, args.audioldm,
-                                getattr(args, "translator", None))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    check_device(getattr(args, "device", None))
-    check_models_reachable(models, need_clip)
-    return models
-
-
-def check_device(device: str | None) -> None:
-    """Refuse a --device torch cannot use here (cuda without a GPU, a typo) before any model loads."""
-    if not device:
-        return
-    import torch
-
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, mps)") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: torch sees no CUDA GPU here; leave --device out to use the CPU")
-    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
-        raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) visible")
-    if chosen.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {device}: MPS is not available here")
+def models_from_args(args: argparse.Namespace) -> ModelSpec:
+    """The preset's models with the flags' overrides (the job checks them before it runs)."""
+    return resolve_models(args.preset, args.clip_model, args.clip_pretrained, args.audioldm,
+                          getattr(args, "translator", None))
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,33 +98,61 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
                        help="torch.compile the UNet: slow start, faster steps on a GPU for long runs")
 
 
-def generation_from_args(args: argparse.Namespace):
-    from i2a_core.models.audioldm import MAX_DURATION_S
-    from i2a_core.specs import GenerationSettings
+def generation_from_args(args: argparse.Namespace) -> GenerationSettings:
+    return generation_settings(args.preset, duration=args.duration, steps=args.steps, guidance=args.guidance,
+                               seed=args.seed, batch_size=args.batch_size, scheduler=args.scheduler,
+                               compile=args.compile)
 
-    preset = PRESETS[args.preset]
-    settings = GenerationSettings(
-        duration=args.duration if args.duration is not None else preset.duration,
-        steps=args.steps if args.steps is not None else preset.steps,
-        guidance=args.guidance if args.guidance is not None else preset.guidance,
-        seed=args.seed, batch_size=args.batch_size, scheduler=args.scheduler, compile=args.compile,
-    )
-    if not settings.duration > 0:
-        raise ConfigError(f"--duration {settings.duration:g}: must be a positive number of seconds")
-    if settings.duration > MAX_DURATION_S:  # checked here, before any model loads or any output is claimed
-        raise ConfigError(f"--duration {settings.duration:g}: AudioLDM makes clips from a fraction of a second "
-                           f"to {MAX_DURATION_S:g} s")
-    if settings.steps < 1:
-        raise ConfigError(f"--steps {settings.steps}: must be at least 1")
-    if settings.batch_size < 1:
-        raise ConfigError(f"--batch-size {settings.batch_size}: must be at least 1")
-    return settings
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """Limits on untrusted images and URLs."""
+    group = parser.add_argument_group("untrusted inputs")
+    group.add_argument("--max-pixels", type=int, default=ImageLimits.max_pixels,
+                       help="refuse images with more pixels than this (decompression bombs)")
+    group.add_argument("--url-timeout", type=float, default=ImageLimits.timeout_s,
+                       help="seconds allowed per URL: connecting, headers and body together")
+    group.add_argument("--max-bytes", type=int, default=ImageLimits.max_bytes,
+                       help="largest input file or URL download, in bytes")
+    add_url_arguments(group)
+
+
+def add_url_arguments(parser) -> None:
+    parser.add_argument("--allow-private-urls", action="store_true",
+                        help="let URLs reach loopback and private addresses (10/8, 192.168/16, fc00::/7...), "
+                             "for images served on your own network; cloud metadata addresses stay refused")
+
+
+def limits_from_args(args: argparse.Namespace) -> ImageLimits:
+    return ImageLimits(max_pixels=getattr(args, "max_pixels", ImageLimits.max_pixels),
+                       max_bytes=getattr(args, "max_bytes", ImageLimits.max_bytes),
+                       timeout_s=getattr(args, "url_timeout", ImageLimits.timeout_s),
+                       allow_private_urls=args.allow_private_urls)
+
+
+def add_job_arguments(parser, what: str = "output") -> None:
+    """--take-over-lease and --stall-timeout, for every job that holds an output and runs on Ray."""
+    parser.add_argument("--take-over-lease", action="store_true",
+                        help=f"take the {what} from another job that still looks alive (only when it is dead: "
+                             "two live jobs on one output corrupt it); a lease without a heartbeat for "
+                             f"{STALE_S:.0f} s is taken over without this flag")
+    parser.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="SECONDS",
+                        help="when nothing finishes for this long while work remains (a lost GPU node, a cluster "
+                             "that cannot place the workers), say what the job waits for, keep what finished and "
+                             f"exit 1 (default: {STALL_TIMEOUT_S:.0f})")
+    parser.add_argument("--rows-per-part", type=int, default=PART_ROWS,
+                        help=f"rows per committed Parquet part (default: {PART_ROWS})")
+    parser.add_argument("--commit-every", type=float, default=PART_SECONDS, metavar="SECONDS",
+                        help="commit what finished at least this often, whatever the part's size: a crash loses "
+                             f"at most this much work (default: {PART_SECONDS:.0f})")
+
+
+def check_positive(value: float | int | None, flag: str, at_least: float = 1) -> None:
+    if value is not None and value < at_least:
+        raise ConfigError(f"{flag} {value:g}: must be at least {at_least:g}")
 
 
 def add_lease_argument(parser) -> None:
-    """--take-over-lease, for jobs that hold their output (sonify-job, embed, train)."""
-    from i2a_core.io.lease import STALE_S
-
+    """--take-over-lease alone (train has its own stall handling)."""
     parser.add_argument("--take-over-lease", action="store_true",
                         help="take the output from another job that still looks alive (only when it is dead: "
                              "two live jobs on one output corrupt it); a lease without a heartbeat for "

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from i2a_core.cli import sonify
+from i2a_core import refs
+from i2a_core.cli import flags
 from i2a_core.cli.flags import ConfigError, add_model_arguments, models_from_args
 from i2a_core.io import storage
 from i2a_core.specs import DEFAULT_SCHEDULER, PRESETS, SCHEDULERS
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "with --preset tiny: a few drawn offline)")
     parser.add_argument("--epochs", type=int, default=10, help="most epochs per translator (default: 10)")
     add_model_arguments(parser, translator=False)
-    sonify.add_url_arguments(parser)
+    flags.add_url_arguments(parser)
     parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=DEFAULT_SCHEDULER,
                         help=f"diffusion sampler for the sounds (default: {DEFAULT_SCHEDULER})")
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from i2a_core.cli import main
 
     # 1. Check the models first: offline with the real preset, say so now rather than minutes in.
-    models_from_args(args)
+    refs.check_models_reachable(models_from_args(args))
     if args.rows < 10:
         raise ConfigError(f"--rows {args.rows}: use at least 10 captions, so every split has rows")
     out = args.output
@@ -156,3 +157,6 @@ def _drawn_scene(colour: tuple[int, int, int], seed: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+COMMANDS = {"quickstart": (HELP, DESCRIPTION, add_arguments, run)}

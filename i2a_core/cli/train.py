@@ -112,3 +112,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _score(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+COMMANDS = {"train": (HELP, DESCRIPTION, add_arguments, run)}

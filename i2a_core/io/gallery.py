@@ -274,3 +274,11 @@ def write_gallery(output: str, rows: list[dict], page_size: int = 100, info: dic
     if failed:
         storage.write_text_atomic(storage.join(output, FAILED_PAGE), _failed_page(failed))
     return pages
+
+
+def update_gallery(output: str, clips, failed, info: dict | None = None, page_size: int = 100) -> dict:
+    """Interim: the gallery over the manifest's ok and failed rows (the gallery branch makes it incremental)."""
+    rows = [row for batch in clips for row in batch.to_pylist()] + \
+        [row for batch in failed for row in batch.to_pylist()]
+    pages = write_gallery(output, rows, page_size, info=info)
+    return {"pages": pages}

@@ -212,3 +212,17 @@ def _with_keys(found: list[tuple[str, str]]) -> list[InputItem]:
             key = candidate
         final.append(key)
     return [InputItem(source, relative, key) for (source, relative), key in zip(unique.values(), final)]
+
+
+def list_windows(roots: list[str], window: int = 65536):
+    """Interim: list_inputs as pyarrow windows (the listing branch streams them in bounded memory)."""
+    import pyarrow as pa
+
+    items = list_inputs(roots)
+    for start in range(0, max(len(items), 1), window):
+        part = items[start:start + window]
+        if not part:
+            return
+        yield pa.table({"input": [i.input for i in part], "relative": [i.relative for i in part],
+                        "key": [i.key for i in part], "display": [images.display_name(i.input) for i in part],
+                        "error": [""] * len(part), "error_kind": [""] * len(part)})

@@ -86,17 +86,24 @@ def read_text(url: str) -> str:
     return read_bytes(url).decode("utf-8")
 
 
+def remove(url: str) -> None:
+    """Delete one file or object (FileNotFoundError when it is not there)."""
+    fs, path = filesystem(url)
+    fs.rm_file(path)
+
+
 def makedirs(url: str) -> None:
     fs, path = filesystem(url)
     if not is_remote(url):
         fs.makedirs(path, exist_ok=True)
 
 
-def write_bytes_atomic(url: str, data: bytes) -> None:
+def write_bytes_atomic(url: str, data: bytes, sync: bool = True) -> None:
     """Write so that readers see either no file or the whole file, never a partial one.
 
-    Local files are written beside the target and renamed (atomic on POSIX). An object-store PUT
-    is already all-or-nothing, so remote files are written in one call.
+    Local files are written beside the target and renamed (atomic on POSIX); `sync=False` skips the fsync
+    for files whose commit is a later, synced write (a clip's files before its manifest part). An
+    object-store PUT is already all-or-nothing, so remote files are written in one call.
     """
     fs, path = filesystem(url)
     if is_remote(url):
@@ -108,16 +115,17 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def write_text_atomic(url: str, text: str) -> None:
-    write_bytes_atomic(url, text.encode("utf-8"))
+def write_text_atomic(url: str, text: str, sync: bool = True) -> None:
+    write_bytes_atomic(url, text.encode("utf-8"), sync)
 
 
 

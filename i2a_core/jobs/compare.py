@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, replace
 
+from i2a_core.errors import EvalError
 from i2a_core.io import listing, storage
 from i2a_core.jobs import eval as evaluation
+from i2a_core.jobs import sonify as bulk
 from i2a_core.specs import GenerationSettings, ImageLimits, ModelSpec
 
 TEXT_ROW = "text-audioldm"  # plain AudioLDM from each image's caption, the reference row
@@ -35,11 +36,11 @@ def translators_from_grid(grid: str, top: int) -> tuple[tuple, tuple]:
     """The top K finished trials of an `i2a train` grid, in its ranking: ((name, dir)...), ((name, row)...)."""
     url = storage.join(grid, "leaderboard.csv")
     if not storage.exists(url):
-        raise evaluation.EvalError(f"--grid {grid}: no leaderboard.csv (is it an `i2a train` output?)")
+        raise EvalError(f"--grid {grid}: no leaderboard.csv (is it an `i2a train` output?)")
     rows = [r for r in csv.DictReader(io.StringIO(storage.read_text(url))) if r.get("status") == "ok"]
     rows = rows[:top]
     if not rows:
-        raise evaluation.EvalError(f"--grid {grid}: no finished trials in leaderboard.csv")
+        raise EvalError(f"--grid {grid}: no finished trials in leaderboard.csv")
     return (tuple((r["trial"], storage.join(grid, "trials", r["trial"])) for r in rows),
             tuple((r["trial"], r) for r in rows))
 
@@ -58,32 +59,26 @@ def translators_from_list(references: list[str]) -> tuple:
 
 
 def _sonify_texts(job: CompareJob, output: str, log) -> None:
-    """AudioLDM from each image's caption (from --captions or img2dataset sidecars), resumable by file."""
-    from i2a_core.jobs.clips import Sonifier, sonify_texts, text_key
+    """AudioLDM from each image's caption (from --captions or img2dataset sidecars): the bulk job, resumable.
 
+    Each clip records the image its caption describes (the manifest's `image` column), for its CS.
+    """
     captions = evaluation.read_captions(job.evaluation.captions)
-    pairs = [(item.input, evaluation._lookup_caption(item.input, captions))
-             for item in listing.list_inputs([job.images])]
-    pairs = [(image, caption) for image, caption in pairs if caption]
+    pairs = {}
+    for item in listing.list_inputs([job.images]):
+        caption = evaluation._lookup_caption(item.input, captions)
+        if caption:
+            pairs.setdefault(caption, item.input)
     if not pairs:
-        raise evaluation.EvalError("--text needs captions for the images: pass --captions CSV (key,caption)")
-    todo = [(image, caption) for image, caption in pairs
-            if not storage.exists(storage.join(output, f"{text_key(caption)}.json"))]
-    log(f"{TEXT_ROW}: {len(pairs)} captions, {len(pairs) - len(todo)} already done, {len(todo)} to generate")
-    if not todo:
-        return
-    storage.makedirs(output)
-    sonifier = Sonifier(replace(job.models, translator=None), device=job.evaluation.device, need_translator=False)
-    sonify_texts(sonifier, [caption for _, caption in todo], output, job.settings)
-    for image, caption in todo:  # record which picture each caption describes, for its CS
-        sidecar = storage.join(output, f"{text_key(caption)}.json")
-        record = json.loads(storage.read_text(sidecar))
-        storage.write_text_atomic(sidecar, json.dumps({**record, "image": image}, indent=2))
+        raise EvalError("--text needs captions for the images: pass --captions CSV (key,caption)")
+    log(f"{TEXT_ROW}: {len(pairs)} captions")
+    e = job.evaluation
+    bulk.run(bulk.SonifyJob(inputs=(), texts=tuple(pairs), text_images=tuple(pairs.values()), output=output,
+                            models=replace(job.models, translator=None), settings=job.settings, runner="local",
+                            device=e.device, page_size=e.page_size), log=log)
 
 
 def run(job: CompareJob, log=print) -> list[dict]:
-    from i2a_core.jobs import sonify as bulk
-
     rows, reference_cache = [], {}  # the reference set is embedded once for all rows
     embedding = dict(job.embedding_rows)
     names = list(job.translators) + ([(TEXT_ROW, "")] if job.text else [])

@@ -102,8 +102,10 @@ def _manifest_clips(root: str, captions: dict[str, str]) -> Clips:
         if row["status"] != "ok":
             failed += 1
             continue
+        text = row.get("modality") == "text"  # `i2a sonify --text`: the prompt is the caption
         rows.append({"input": row["input"], "output": row["output"], "wav": storage.join(root, row["output"]),
-                     "image": row["input"], "caption": _lookup_caption(row["input"], captions),
+                     "image": row.get("image") or ("" if text else row["input"]),
+                     "caption": row["input"] if text else _lookup_caption(row["input"], captions),
                      "thumbnail": row["thumbnail"], "spectrogram": row["spectrogram"],
                      "captions": row["captions"] or [], "explanation": row["explanation"]})
     return Clips(rows, not_generated=failed, source="manifest", extra={"models": _job_models(root)})
