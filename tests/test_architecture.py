@@ -37,7 +37,10 @@ def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                # `from package import module` depends on that module; `from module import name` on the module.
+                submodules = [f"{node.module}.{alias.name}" for alias in node.names
+                              if f"{node.module}.{alias.name}" in modules]
+                targets = submodules if len(submodules) == len(node.names) else [node.module] + submodules
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and DOTTED_PATH.match(node.value):
                 targets = [DOTTED_PATH.match(node.value).group(1)]
             targets = [t for t in targets if t in modules and t != module]

@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from i2a_core import refs
-from i2a_core.cli import flags
+from i2a_core.cli import embed, flags, sonify, train
 from i2a_core.cli.flags import ConfigError, add_model_arguments, models_from_args
 from i2a_core.io import storage
 from i2a_core.specs import DEFAULT_SCHEDULER, PRESETS, SCHEDULERS
@@ -58,9 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"diffusion sampler for the sounds (default: {DEFAULT_SCHEDULER})")
 
 
-def run(args: argparse.Namespace) -> int:
-    from i2a_core.cli import main
+def _step(name: str, argv: list[str], args: argparse.Namespace) -> int:
+    """One i2a command, parsed and run as the CLI would (flags, absolute paths), in this process."""
+    _, _, add_arguments, run_command = COMMANDS_BY_NAME[name]
+    parser = argparse.ArgumentParser(prog=f"i2a {name}")
+    add_arguments(parser)
+    step = parser.parse_args(argv)
+    step.command, step.verbose, step.debug = name, args.verbose, args.debug
+    flags.absolute_paths(step)
+    return run_command(step)
 
+
+def run(args: argparse.Namespace) -> int:
     # 1. Check the models first: offline with the real preset, say so now rather than minutes in.
     refs.check_models_reachable(models_from_args(args))
     if args.rows < 10:
@@ -83,10 +92,9 @@ def run(args: argparse.Namespace) -> int:
          f"--translator={storage.join(paths['translators'], 'best')}", *model_flags, f"--scheduler={args.scheduler}",
          *(["--allow-private-urls"] if args.allow_private_urls else [])],
     ]
-    console = [flag for flag, on in (("--verbose", args.verbose), ("--debug", args.debug)) if on]
     for number, step in enumerate(steps, 1):
         print(f"\n== step {number}/{len(steps)}: i2a {' '.join(step)}", flush=True)
-        status = main(step + console)
+        status = _step(step[0], step[1:], args)
         if status == 1 and step[0] != "train":  # a few bad rows or images: the rest is enough to go on
             print(f"(some inputs of `i2a {step[0]}` failed, named above; going on with the rest)")
         elif status != 0:
@@ -160,3 +168,5 @@ def _drawn_scene(colour: tuple[int, int, int], seed: int) -> bytes:
 
 
 COMMANDS = {"quickstart": (HELP, DESCRIPTION, add_arguments, run)}
+
+COMMANDS_BY_NAME = {**embed.COMMANDS, **train.COMMANDS, **sonify.COMMANDS}
