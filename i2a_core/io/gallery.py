@@ -13,6 +13,7 @@ Layout under the output root (every link relative and URL-quoted, so it works fr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import io
@@ -34,7 +35,7 @@ SPECTROGRAM_COLUMNS, SPECTROGRAM_ROWS = 360, 128  # at most; the page scales the
 DB_RANGE = 80  # dB below the clip's loudest cell that still get a colour; quieter is black
 PAGES_DIR = "gallery"  # pages 2.. live here; page 1 is <output>/index.html
 FAILED_PAGE = f"{PAGES_DIR}/failed.html"
-FAILED_ROWS_PER_CLIP = 10  # a failed page holds 10 x page_size inputs (a table row each, not a player)
+FAILED_PAGE_SCALE = 10  # a failed page holds 10 x page_size inputs (a table row each, not a player)
 INDEX_CHUNK = 1000  # pages linked from one index page: no file grows with the number of clips
 STATE = f"{PAGES_DIR}/state.json"
 RENDER_VERSION = 2  # bump when the page HTML changes: every page is then rewritten once
@@ -76,20 +77,25 @@ def thumbnail_jpeg(image: Image.Image) -> bytes:
 def spectrogram_png(waveform: np.ndarray, sample_rate: int, n_fft: int = 512) -> bytes:
     """Log-power STFT in magma: time left to right, 0 Hz at the bottom to sample_rate / 2 at the top, the clip's
     loudest cell white-yellow and DB_RANGE dB below it black. At most 360 x 128 px (cells are averaged in power);
-    the PNG's text chunks say what the axes span, and the gallery draws them in HTML around the image."""
+    the PNG's text chunks say what the axes span, and the gallery draws them in HTML around the image.
+
+    Frames step n_fft / 4, or further for a long clip, up to n_fft, so that there are about as many as columns."""
     waveform = np.asarray(waveform, np.float32).reshape(-1)
     seconds = len(waveform) / sample_rate
     if len(waveform) < n_fft:
         waveform = np.pad(waveform, (0, n_fft - len(waveform)))
-    frames = np.lib.stride_tricks.sliding_window_view(waveform, n_fft)[::n_fft // 4] * _hann(n_fft)
+    hop = n_fft // 4
+    if len(waveform) - n_fft > hop * (SPECTROGRAM_COLUMNS - 1):  # more frames than columns: no FFT is wasted,
+        hop = min(n_fft, -(-(len(waveform) - n_fft) // (SPECTROGRAM_COLUMNS - 1)))  # and no sample skipped
+    frames = np.lib.stride_tricks.sliding_window_view(waveform, n_fft)[::hop] * _hann(n_fft)
     spectrum = np.fft.rfft(frames, axis=1)[:, :n_fft // 2]  # the Nyquist bin dropped: an even number of bins
     power = spectrum.real ** 2 + spectrum.imag ** 2  # (frames, bins)
     power = _average(_average(power, SPECTROGRAM_COLUMNS, axis=0), SPECTROGRAM_ROWS, axis=1)
     peak = float(power.max())
-    if peak > 0:
+    if 0 < peak < math.inf:
         decibels = 10 * np.log10(np.maximum(power, peak * 10 ** (-DB_RANGE / 10)) / peak)  # -DB_RANGE .. 0
         levels = np.rint((decibels + DB_RANGE) * (255 / DB_RANGE)).astype(np.uint8)
-    else:  # silence: black, not a colour map stretched over rounding noise
+    else:  # silence (or a broken waveform): black, not a colour map stretched over rounding noise
         levels = np.zeros(power.shape, np.uint8)
     image = Image.fromarray(np.ascontiguousarray(levels.T[::-1]))  # rows: high frequencies first
     image.putpalette(MAGMA)  # "L" -> "P": one byte a pixel, compressed well
@@ -102,6 +108,7 @@ def spectrogram_png(waveform: np.ndarray, sample_rate: int, n_fft: int = 512) ->
     return buffer.getvalue()
 
 
+@functools.lru_cache(maxsize=4)
 def _hann(n: int) -> np.ndarray:
     return np.hanning(n).astype(np.float32)
 
@@ -134,6 +141,17 @@ def _ticks(span: float, most: int) -> list[float]:
 
 def _spectrogram_html(src: str, name: str, duration: float | None, sample_rate: int | None) -> str:
     """The spectrogram with its time (s) and frequency (kHz) axes and dB scale, as HTML around the image."""
+    times, freqs = _tick_labels(duration, sample_rate)
+    return (f'<div class="spec"><span class="yt">frequency (kHz)</span><div class="ya">{freqs}</div>'
+            f'<img class="sp" src="{src}" alt="spectrogram of {name}"><div class="cb"></div>'
+            f'<div class="ca"><span style="top:0">0</span><span style="top:50%;transform:translateY(-50%)">'
+            f'-{DB_RANGE // 2}</span><span style="bottom:0">-{DB_RANGE}</span></div>'
+            f'<div class="xa">{times}</div><span class="ct">dB</span><span class="xt">time (s)</span></div>')
+
+
+@functools.lru_cache(maxsize=256)  # a job's clips share a length and a rate: the labels are made once
+def _tick_labels(duration: float | None, sample_rate: int | None) -> tuple[str, str]:
+    """(time, frequency) tick labels, placed along the image in % of its width and height."""
     def place(value: float, span: float, side: str) -> str:
         where = 100 * value / span
         shift = 0 if where < 8 else 100 if where > 92 else 50
@@ -144,11 +162,7 @@ def _spectrogram_html(src: str, name: str, duration: float | None, sample_rate: 
     kilohertz = sample_rate / 2000 if sample_rate else None
     times = "".join(place(t, duration, "left") for t in _ticks(duration, 5)) if duration else ""
     freqs = "".join(place(f, kilohertz, "bottom") for f in _ticks(kilohertz, 4)) if kilohertz else ""
-    return (f'<div class="spec"><span class="yt">frequency (kHz)</span><div class="ya">{freqs}</div>'
-            f'<img class="sp" src="{src}" alt="spectrogram of {name}"><div class="cb"></div>'
-            f'<div class="ca"><span style="top:0">0</span><span style="top:50%;transform:translateY(-50%)">'
-            f'-{DB_RANGE // 2}</span><span style="bottom:0">-{DB_RANGE}</span></div>'
-            f'<div class="xa">{times}</div><span class="ct">dB</span><span class="xt">time (s)</span></div>')
+    return times, freqs
 
 
 # --- rows in: Arrow batches or dicts, conformed to the columns a page shows ---
@@ -508,7 +522,7 @@ def _failed_page(page: int, rows: list[dict], page_size: int) -> str:
     body = (f'<header><h1><a href="{_href(1, "index.html")}">i2a gallery</a>: failed inputs</h1>'
             f'<p>Inputs that made no clip, with the reason. Every one is also in <a href="../errors.csv">errors.csv'
             f'</a>.</p></header><div class=bar>{nav}{_jump("failed", 1)}</div>'
-            f'<main><table class="failed"><colgroup><col style="width:35%"><col style="width:12%"><col></colgroup>'
+            f'<main><table class="failed"><colgroup><col style="width:35%"><col style="width:6.5em"><col></colgroup>'
             f"<tr><th>input</th><th>kind</th><th>reason</th></tr>{lines}</table></main><div class=bar>{nav}</div>")
     return _page(f"i2a gallery - failed inputs, page {page}", body, 1)
 
@@ -608,7 +622,7 @@ def update_gallery(output: str, clips: Iterable, failed: Iterable, info: dict | 
     """
     info = info or {}
     banner = _banner(info)
-    failed_size = page_size * FAILED_ROWS_PER_CLIP
+    failed_size = page_size * FAILED_PAGE_SCALE
     before = _read_state(output)
     context = {"version": RENDER_VERSION, "page_size": page_size, "random_weights": bool(info.get("random_weights"))}
     same = before.get("context") == context
@@ -642,24 +656,16 @@ def update_gallery(output: str, clips: Iterable, failed: Iterable, info: dict | 
         log.record(failed_pages, entry)
     log.close(failed_pages)
 
-    # 3. Pages past the new end go; index chunks whose page count changed are rewritten.
-    stale = [page_name(p) for p in range(max(pages + 1, 2), known["pages"] + 1)]
+    # 3. Index pages (past INDEX_CHUNK pages) whose page count changed; pages past the new end go.
+    totals = {"pages": max(1, pages), "failed": failed_pages}
+    stale = [page_name(p) for p in range(totals["pages"] + 1, known["pages"] + 1)]
     stale += [failed_page_name(p) for p in range(failed_pages + 1, known["failed"] + 1)]
-    for kind, count in (("pages", max(1, pages)), ("failed", failed_pages)):
-        chunks = math.ceil(count / INDEX_CHUNK) if count > INDEX_CHUNK else 0
-        old = known[kind] if same else 0
-        old_chunks = math.ceil(old / INDEX_CHUNK) if old > INDEX_CHUNK else 0
-        for chunk in range(chunks):
-            in_chunk = min(count, (chunk + 1) * INDEX_CHUNK) - chunk * INDEX_CHUNK
-            if chunk >= old_chunks or in_chunk != min(old, (chunk + 1) * INDEX_CHUNK) - chunk * INDEX_CHUNK:
-                _write(output, _index_chunk_name(kind, chunk), _index_chunk_page(kind, chunk, count), written)
-        stale += [_index_chunk_name(kind, c) for c in range(chunks, math.ceil(known[kind] / INDEX_CHUNK))
-                  if known[kind] > INDEX_CHUNK]
+    for kind, count in totals.items():
+        stale += _update_index_chunks(output, kind, count, known[kind] if same else 0, known[kind], written)
     _remove(output, stale)
 
     # 4. The counts (gallery.js), the index with page 1, and last the state that says all this was written.
-    totals = {"pages": max(1, pages), "failed": failed_pages}
-    if not same or {k: known[k] for k in totals} != totals or not storage.exists(
+    if not same or known != totals or not storage.exists(
             storage.join(output, PAGES_DIR, "gallery.js")):
         _write(output, f"{PAGES_DIR}/gallery.js",
                _SCRIPT.replace("PAGES", str(totals["pages"])).replace("FAILED", str(totals["failed"])), written)
@@ -667,10 +673,26 @@ def update_gallery(output: str, clips: Iterable, failed: Iterable, info: dict | 
     if info.get("inputs") is not None:
         counts["inputs listed"] = info["inputs"]
     _write(output, page_name(1), _index_page(first, page_size, totals["pages"], failed_pages, counts, info), written)
-    _write(output, STATE, json.dumps({"context": context, "pages": pages, "clips": clip_count,
+    _write(output, STATE, json.dumps({"context": context, "pages": totals["pages"], "clips": clip_count,
                                       "failed_pages": failed_pages, "failed": failed_count}), written)
     return {"pages": totals["pages"], "failed_pages": failed_pages, "clips": clip_count, "failed": failed_count,
             "written": written}
+
+
+def _update_index_chunks(output: str, kind: str, count: int, unchanged: int, before: int,
+                         written: list[str]) -> list[str]:
+    """Write the index pages of `count` pages whose content differs from when there were `unchanged` (0: none
+    known to be on disk); returns the index pages of the `before` pages that are no longer needed."""
+    def chunks(pages: int) -> int:  # up to INDEX_CHUNK pages, the index itself lists them
+        return math.ceil(pages / INDEX_CHUNK) if pages > INDEX_CHUNK else 0
+
+    def pages_in(chunk: int, pages: int) -> int:
+        return max(0, min(pages, (chunk + 1) * INDEX_CHUNK) - chunk * INDEX_CHUNK)
+
+    for chunk in range(chunks(count)):
+        if chunk >= chunks(unchanged) or pages_in(chunk, count) != pages_in(chunk, unchanged):
+            _write(output, _index_chunk_name(kind, chunk), _index_chunk_page(kind, chunk, count), written)
+    return [_index_chunk_name(kind, chunk) for chunk in range(chunks(count), chunks(before))]
 
 
 def write_gallery(output: str, rows: list[dict], page_size: int = 100, info: dict | None = None) -> int:
