@@ -35,10 +35,33 @@ GALLERY_REPORT = """
           names: [...document.querySelectorAll('.clip .name')].map(n => n.textContent),
           header: document.querySelector('header') ? document.querySelector('header').innerText : '',
           overflow: document.documentElement.scrollWidth - window.innerWidth,
-          spectrograms: [...document.querySelectorAll('img.spec')].map(i => [i.naturalWidth, i.naturalHeight]),
+          spectrograms: [...document.querySelectorAll('.spec')].map(spectrogram),
+          pageOf: document.querySelector('[data-of]') ? document.querySelector('[data-of]').parentElement.textContent
+                                                       : null,
+          pages: [...document.querySelectorAll('nav.pages a')].map(a => a.href),
           next: document.querySelector('a[rel=next]') ? document.querySelector('a[rel=next]').href : null};
 })()
 """
+
+# One spectrogram as the page draws it: tick labels, axis titles, the colour bar (document coordinates, CSS px)
+# and whether any tick label overlaps its neighbour or spills out of its card.
+SPECTROGRAM_REPORT = """
+function spectrogram(s) {
+  const texts = selector => [...s.querySelectorAll(selector)].map(e => e.textContent);
+  const box = e => { const r = e.getBoundingClientRect();
+                     return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]; };
+  const card = s.closest('.clip').getBoundingClientRect();
+  const ticks = [...s.querySelectorAll('.xa span')].map(e => e.getBoundingClientRect());
+  const labels = [...s.querySelectorAll('span')].map(e => e.getBoundingClientRect());
+  const image = s.querySelector('img.sp');
+  return {x: texts('.xa span'), y: texts('.ya span'), colour: texts('.ca span'),
+          titles: texts('.xt, .yt, .ct'), image: [image.naturalWidth, image.naturalHeight], plot: box(image),
+          bar: box(s.querySelector('.cb')), gradient: getComputedStyle(s.querySelector('.cb')).backgroundImage,
+          overlap: ticks.some((r, i) => i > 0 && r.left < ticks[i - 1].right),
+          outside: labels.some(r => r.left < card.left || r.right > card.right)};
+}
+"""
+GALLERY_REPORT = SPECTROGRAM_REPORT + GALLERY_REPORT
 
 
 def binary() -> str | None:
@@ -46,18 +69,19 @@ def binary() -> str | None:
 
 
 def load_page(url: str, script: str, timeout: float = 60.0, width: int | None = None,
-              screenshot: str | None = None) -> tuple[list[str], object]:
+              screenshot: str | None = None, after: str | None = None) -> tuple[list[str], object]:
     """Open `url` in a fresh profile; returns (console and network errors, value of `script` after load).
 
     width: emulate a window that many CSS pixels wide (a phone below 600); screenshot: save the page there (PNG).
+    after: `script` navigates (a link click, a form); then the value is that of `after` once the next page loaded.
     """
     port = free_port()
     profile = tempfile.mkdtemp(prefix="i2a-chromium-")
     process = subprocess.Popen([binary(), *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
                                 "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        return asyncio.run(asyncio.wait_for(_drive(_page_socket(port, timeout), url, script, width, screenshot),
-                                            timeout))
+        return asyncio.run(asyncio.wait_for(_drive(_page_socket(port, timeout), url, script, width, screenshot,
+                                                   after), timeout))
     finally:
         process.kill()
         process.wait()
@@ -80,7 +104,7 @@ def _page_socket(port: int, timeout: float) -> str:
 
 
 async def _drive(socket_url: str, url: str, script: str, width: int | None = None,
-                 screenshot: str | None = None) -> tuple[list[str], object]:
+                 screenshot: str | None = None, after: str | None = None) -> tuple[list[str], object]:
     import base64
 
     import aiohttp
@@ -122,6 +146,12 @@ async def _drive(socket_url: str, url: str, script: str, width: int | None = Non
             await call("Page.navigate", url=url)
             while not loaded.is_set():
                 on_event(await ws.receive_json())
+            if after:  # the script leaves this page: wait for the next one, then ask it
+                loaded.clear()
+                await call("Runtime.evaluate", expression=script, returnByValue=True)
+                while not loaded.is_set():
+                    on_event(await ws.receive_json())
+                script = after
             result = await call("Runtime.evaluate", expression=script, returnByValue=True, awaitPromise=True)
             if "exceptionDetails" in result:
                 errors.append("script: " + json.dumps(result["exceptionDetails"])[:500])
