@@ -16,6 +16,7 @@ applied (a write landed) but the client never heard back, and retries it.
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import struct
@@ -30,6 +31,14 @@ def _reset(sock: socket.socket) -> None:
     except OSError:
         pass
     sock.close()
+
+
+def _final_answer(data: bytes) -> bool:
+    """Whether these bytes from an HTTP server hold a final answer, not only "100 Continue" (S3 PUTs send
+    `Expect: 100-continue`, and their body goes only after it: losing that would lose the request too)."""
+    while re.match(rb"HTTP/1\.[01] 1\d\d ", data) and b"\r\n\r\n" in data:
+        data = data.split(b"\r\n\r\n", 1)[1]
+    return bool(data) and not re.match(rb"HTTP/1\.[01] 1\d\d ", data)
 
 
 class TcpProxy:
@@ -148,7 +157,7 @@ class TcpProxy:
         sink = self._peer[source]
         try:
             data = source.recv(65536)
-            if data and source in self._upstream and self._lose > 0:
+            if data and source in self._upstream and self._lose > 0 and _final_answer(data):
                 self._lose -= 1
                 self.cut += 1
                 for sock in (source, sink):
