@@ -498,7 +498,8 @@ class WorkerLost(Exception):
     kind = "worker_lost"
 
     def __init__(self, cause: BaseException):
-        super().__init__(f"its worker died ({type(cause).__name__})")
+        self.reason = f"its worker died ({type(cause).__name__}); a rerun retries it"
+        super().__init__(self.reason)
 
 
 def _check_stall(commit: Committer, stall_timeout: float, demand: dict, report: RunReport) -> None:

@@ -111,3 +111,16 @@ def s3_bucket(s3_endpoint):
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     fsspec.filesystem("s3").invalidate_cache()
     return f"s3://{name}"
+
+
+@pytest.fixture
+def s3_proxy(s3_endpoint, monkeypatch):
+    """A TcpProxy (tests/proxy.py) in front of moto's S3 server, with every new s3fs client going through it."""
+    import s3fs
+    from proxy import TcpProxy
+
+    with TcpProxy(int(s3_endpoint.rsplit(":", 1)[1])) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        s3fs.S3FileSystem.clear_instance_cache()  # clients made before hold the direct endpoint
+        yield proxy
+        s3fs.S3FileSystem.clear_instance_cache()

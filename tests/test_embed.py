@@ -250,3 +250,39 @@ def test_resume_with_other_models_is_refused_not_mixed(tmp_path, ray_session, ca
     assert main(argv) == 0
     assert main([*argv, "--audioldm", "tiny:audioldm", "--clip-pretrained", "other"]) == 2
     assert "an earlier run wrote it with other settings (clip_pretrained None -> 'other')" in capsys.readouterr().err
+
+
+def _sparse_member(name: str, size: int) -> bytes:
+    """A GNU sparse tar header for a member of `size` bytes that are all hole: 512 bytes in the tar."""
+    info = tarfile.TarInfo(name)
+    info.size = 0
+    header = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+    octal = (lambda n: b"%011o\0" % n if n < 8**11 else b"%012o" % n)
+    header[156:157] = b"S"  # old GNU sparse
+    header[386:398], header[398:410] = octal(size), octal(0)  # one map entry: no data, at the very end
+    header[483:495] = octal(size)  # the member's real size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def test_a_sparse_tar_member_claiming_gigabytes_is_refused_before_it_is_read(tmp_path):
+    from i2a_core.jobs.embed import read_images
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for key in ("a", "c"):
+            data = _jpeg((200, 40, 40), (32, 32))
+            member = tarfile.TarInfo(f"{key}.jpg")
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    good = buffer.getvalue()
+    first_end = 512 + 512 * -(-len(_jpeg((200, 40, 40), (32, 32))) // 512)
+    # A 10 KB shard: a.jpg, then b.jpg claiming 1 GiB (before: read whole, 1 GiB of zeros), then c.jpg.
+    shard = good[:first_end] + _sparse_member("b.jpg", 1 << 30) + good[first_end:]
+    (tmp_path / "00000.tar").write_bytes(shard)
+    assert len(shard) < 12_000
+    tar = str(tmp_path / "00000.tar")
+    read = read_images({"tar": np.array([tar] * 3, dtype=object), "key": np.array(["a", "b", "c"], dtype=object)})
+    assert list(read["error"]) == ["", "image_too_large", ""]
+    assert [len(data) > 0 for data in read["image"]] == [True, False, True]

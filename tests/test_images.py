@@ -99,3 +99,48 @@ def test_url_content_is_not_held_to_its_extension(http_root):
     (root / "served.jpg").write_bytes(image_bytes(fmt="PNG"))  # hosts often mislabel; the bytes decide
     image, warning = images.load_checked(f"{base}/served.jpg", LOOPBACK)
     assert image.mode == "RGB" and warning == ""
+
+
+def test_max_pixels_is_honoured_above_pillows_own_bomb_limit(monkeypatch):
+    # Pillow refuses images over twice Image.MAX_IMAGE_PIXELS (179 million by default) whatever --max-pixels
+    # says; a small Pillow limit shows the same with a small image.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    data = image_bytes(size=(48, 32))  # 1,536 pixels: over Pillow's error threshold of 1,000
+    assert decode_image(data, "big.png", ImageLimits(max_pixels=2000)).size == (48, 32)  # before: too_large
+    with pytest.raises(ImageError, match="over the 1,000-pixel limit"):  # our own limit still holds
+        decode_image(data, "big.png", ImageLimits(max_pixels=1000))
+
+
+def test_avif_and_heic_are_image_files_decoded_or_refused_clearly():
+    from PIL import features
+
+    assert {".avif", ".heic", ".heif"} <= images.IMAGE_EXTENSIONS  # before: skipped silently by listings
+    if features.check("avif"):
+        image, warning = images.decode_checked(image_bytes(fmt="AVIF"), "photo.avif")
+        assert image.size == (48, 32) and warning == ""
+    # An iPhone HEIC: the ISO base media `ftyp` box names its brands. This Pillow has no HEVC decoder.
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200
+    generic = b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + b"\x00" * 200  # HEIC under a generic brand
+    for data in (heic, generic):
+        with pytest.raises(ImageError, match=r"photo.heic: HEIC images are not supported here") as error:
+            decode_image(data, "photo.heic")
+        assert error.value.kind == "unsupported_format"  # before: "not an image (binary data, 224 bytes)"
+
+
+def test_an_error_naming_an_input_is_one_console_line():
+    with pytest.raises(ImageError) as error:
+        decode_image(b"", "evil\nsonify: all done\r\x1b[2K.png")
+    assert str(error.value) == "evil\\nsonify: all done\\r\\x1b[2K.png: empty file"
+
+
+def test_an_object_store_that_stays_away_is_a_transient_error_of_that_input(s3_bucket, s3_proxy, monkeypatch):
+    from i2a_core.errors import is_transient
+    from i2a_core.io import storage
+
+    storage.write_bytes_atomic(f"{s3_bucket}/a.png", image_bytes())
+    assert load_image(f"{s3_bucket}/a.png").size == (48, 32)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # give up at once: the outage outlasts every retry
+    s3_proxy.outage(60.0)
+    with pytest.raises(ImageError, match="a.png: cannot read: storage unavailable") as error:
+        load_image(f"{s3_bucket}/a.png")  # before: botocore's EndpointConnectionError, which stopped the job
+    assert error.value.kind == "storage_unavailable" and is_transient(error.value.kind)

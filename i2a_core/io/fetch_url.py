@@ -39,10 +39,40 @@ def redact(url: str) -> str:
 
 
 def address_refusal(address: str, allow_private: bool) -> str | None:
-    """Why connecting to this IP address is refused, or None when it is allowed."""
+    """Why connecting to this IP address is refused, or None when it is allowed.
+
+    Cloud metadata services are never reachable, even with allow_private. An IPv6 address that carries an
+    IPv4 address (IPv4-mapped and -compatible, 6to4, NAT64, Teredo) is judged by the address it carries: a
+    6to4 relay or a NAT64 router would deliver it there.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    carried = _carried_ipv4(ip) if ip.version == 6 else []
+    if not carried:
+        return _refusal(ip, allow_private)
+    for form, ipv4 in carried:  # Teredo carries two: the strictest verdict wins
+        refusal = _refusal(ipv4, allow_private)
+        if refusal:
+            return f"{form} address carrying {ipv4}: {refusal}"
+    return None
+
+
+# Cloud metadata services outside link-local (169.254.169.254, used by AWS, GCP, Azure, Oracle, OpenStack and
+# others, is link-local and refused as such): never reachable, whatever the flag says.
+METADATA_ADDRESSES = {
+    ipaddress.ip_address("fd00:ec2::254"): "AWS, IPv6",  # in fc00::/7 (private)
+    ipaddress.ip_address("100.100.100.200"): "Alibaba Cloud",  # in 100.64.0.0/10 (shared address space)
+    ipaddress.ip_address("192.0.0.192"): "Oracle Cloud Classic",  # in 192.0.0.0/24 (private)
+}
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host" on Linux, like 0.0.0.0
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, but still routed inside some sites
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: the last 32 bits are the IPv4 address
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: NAT64 inside one network
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _refusal(ip, allow_private: bool) -> str | None:
+    if ip in METADATA_ADDRESSES:
+        return f"a cloud metadata address ({METADATA_ADDRESSES[ip]}), refused even with --allow-private-urls"
     if ip.is_unspecified or (ip.version == 4 and ip in _THIS_NETWORK):
         return "an unspecified address, refused even with --allow-private-urls"
     # Link-local holds cloud metadata services (169.254.169.254): never, even with the flag.
@@ -50,13 +80,28 @@ def address_refusal(address: str, allow_private: bool) -> str | None:
                         (ip.is_reserved and not ip.is_loopback, "reserved")):  # ::1 sits in a reserved block
         if never:
             return f"a {what} address, refused even with --allow-private-urls"
-    if ip.is_global:
+    private = not ip.is_global or (ip.version == 6 and (ip in _SITE_LOCAL or ip in _NAT64_LOCAL))
+    if not private:
         return None
     what = "loopback" if ip.is_loopback else "private"
     return None if allow_private else f"a {what} address (pass --allow-private-urls to allow it)"
 
 
-_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host" on Linux, like 0.0.0.0
+def _carried_ipv4(ip: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, each with the name of its form."""
+    carried = []
+    if ip.ipv4_mapped:
+        carried.append(("an IPv4-mapped", ip.ipv4_mapped))
+    if ip in _IPV4_COMPATIBLE and int(ip) > 1:  # not :: nor ::1
+        carried.append(("an IPv4-compatible", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+    if ip.sixtofour:
+        carried.append(("a 6to4", ip.sixtofour))
+    if ip in _NAT64:
+        carried.append(("a NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+    if ip.teredo:
+        server, client = ip.teredo
+        carried += [("a Teredo", client), ("a Teredo", server)]
+    return carried
 
 
 class _HostHealth:
@@ -108,6 +153,8 @@ def fetch(url: str, timeout_s: float, max_bytes: int, allow_private: bool = Fals
         try:
             address = _checked_address(host, port, allow_private, deadline)
             status, location, body = _request(parts, host, port, address, deadline, max_bytes)
+        except http.client.IncompleteRead as e:  # a chunked body that ended early: the connection dropped
+            raise FetchError(f"download cut short after {len(e.partial):,} bytes", "truncated_download") from None
         except (TimeoutError, ConnectionRefusedError) as e:
             HOSTS.record(where, failed=True)
             if isinstance(e, TimeoutError):
@@ -120,7 +167,7 @@ def fetch(url: str, timeout_s: float, max_bytes: int, allow_private: bool = Fals
         HOSTS.record(where, failed=False)
         if status in REDIRECTS and location:
             try:
-                url = urllib.parse.urljoin(url, location)
+                url = urllib.parse.urljoin(url, _location(location))
             except ValueError:
                 raise FetchError("redirected to a malformed URL", "bad_url") from None
             continue
@@ -163,7 +210,8 @@ def _request(parts, host: str, port: int, address: str, deadline: float, max_byt
     else:
         connection = _PinnedHTTP(host, port, address, deadline)
     try:
-        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        path = urllib.parse.urlunsplit(("", "", _quote(parts.path or "/", _PATH_SAFE), _quote(parts.query, _QUERY_SAFE),
+                                        ""))
         connection.request("GET", path, headers={"User-Agent": "i2a/0.1", "Accept": "image/*"})
         response = connection.getresponse()
         if response.status in REDIRECTS:
@@ -174,9 +222,35 @@ def _request(parts, host: str, port: int, address: str, deadline: float, max_byt
         body = response.read(max_bytes + 1) if 200 <= response.status < 300 else b""
         if len(body) > max_bytes:
             raise FetchError(f"over the {max_bytes:,}-byte limit", "too_large")
+        # read(n) returns what arrived before the connection closed, without a word: compare with what was declared.
+        if 200 <= response.status < 300 and not response.chunked and declared.isdigit() and len(body) < int(declared):
+            raise FetchError(f"download cut short: {len(body):,} of {int(declared):,} bytes", "truncated_download")
         return response.status, "", body
     finally:
         connection.close()
+
+
+# What a browser sends as it is (WHATWG URL: the path and query percent-encode sets): printable ASCII but
+# space, quotes, <, > and, in a path, ?, `, { and }. The rest, non-ASCII above all, goes as %XX of its UTF-8.
+_PATH_SAFE = "!$%&'()*+,/:;=@[\\]^|"
+_QUERY_SAFE = _PATH_SAFE + "?`{}"
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _quote(text: str, safe: str) -> str:
+    """A path or query as a browser sends it: `café.jpg` -> `caf%C3%A9.jpg`; an existing %XX is kept.
+    Undecodable bytes of a file name (surrogate escapes) go as the bytes they were."""
+    return urllib.parse.quote(text, safe=safe, errors="surrogateescape")
+
+
+def _location(header: str) -> str:
+    """A Location header as a browser reads it: http.client decodes header bytes as Latin-1, servers send
+    UTF-8. Bytes that are not UTF-8 are kept as %XX, never guessed at."""
+    raw = header.encode("latin-1", errors="replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return urllib.parse.quote_from_bytes(raw, safe=_PRINTABLE_ASCII)
 
 
 class _DeadlineSocket:

@@ -8,17 +8,21 @@ import stat
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
+from i2a_core.errors import classify, one_line
 from i2a_core.io import fetch_url, storage
 from i2a_core.specs import ImageLimits
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".avif", ".heic", ".heif"}
 # What PIL calls each format, per extension; a file whose extension lies still decodes, with a warning.
 _FORMAT_OF_EXTENSION = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP",
-    ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+    ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF",
 }
+# ISO base media (HEIF) brands in a file's `ftyp` box: AVIF is AV1 inside HEIF; HEIC, what phones save, is HEVC.
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1", b"mif2"}
 
 
 OBJECT_STORE_SCHEMES = ("s3://", "gs://", "gcs://", "file://", "memory://")
@@ -28,7 +32,7 @@ class ImageError(ValueError):
     """An input that cannot become an image; str() is one line naming the input and the reason."""
 
     def __init__(self, name: str, reason: str, kind: str = "bad_image"):
-        super().__init__(f"{name}: {reason}")
+        super().__init__(one_line(f"{name}: {reason}"))  # a name holding a newline must not forge a line
         self.name = name
         self.reason = reason
         self.kind = kind  # a short tag, used to count failures by reason
@@ -69,8 +73,13 @@ def read_image_bytes(source: str, limits: ImageLimits = ImageLimits()) -> bytes:
         raise ImageError(source, "is a directory", "missing") from None
     except PermissionError:
         raise ImageError(source, "permission denied", "unreadable") from None
-    except OSError as e:
-        raise ImageError(source, f"cannot read ({e.strerror or type(e).__name__})", "unreadable") from None
+    except ImageError:
+        raise
+    except Exception as e:  # OSErrors, and a store that is down, slow or throttling (botocore's are not OSErrors)
+        kind, reason = classify(e, source, "read")
+        if kind == "internal":
+            raise
+        raise ImageError(source, reason.removeprefix(one_line(source) + ": "), kind) from None
     if len(data) > limits.max_bytes:
         raise ImageError(source, f"over the {limits.max_bytes:,}-byte limit", "too_large")
     return data
@@ -106,6 +115,7 @@ def decode_checked(data: bytes, name: str, limits: ImageLimits = ImageLimits(),
     name = display_name(name)
     if not data:
         raise ImageError(name, "empty file", "empty")
+    _allow_pixels(limits.max_pixels)
     with warnings.catch_warnings():
         # We enforce our own pixel limit below; PIL's warning would only add noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -114,8 +124,10 @@ def decode_checked(data: bytes, name: str, limits: ImageLimits = ImageLimits(),
         except Image.DecompressionBombError as e:
             raise ImageError(name, f"too many pixels ({e})", "too_large") from None
         except UnidentifiedImageError:
+            _refuse_unsupported(data, name)
             raise ImageError(name, f"not an image ({_describe(data)})", "not_image") from None
         except Exception as e:  # a header cut short or mangled
+            _refuse_unsupported(data, name)
             raise ImageError(name, f"truncated or corrupt image ({type(e).__name__})", "corrupt") from None
         width, height = image.size
         if width * height > limits.max_pixels:
@@ -134,6 +146,33 @@ def decode_checked(data: bytes, name: str, limits: ImageLimits = ImageLimits(),
         image = _centre_crop(image)
         notes.append(f"{width}x{height} pixels: centre-cropped to {image.width}x{image.height}")
     return image, "; ".join(note for note in notes if note)
+
+
+def _allow_pixels(max_pixels: int) -> None:
+    """Let PIL open images up to max_pixels: its own bomb check (an error above twice Image.MAX_IMAGE_PIXELS,
+    89.5 million by default) would otherwise overrule a larger --max-pixels. decode_checked enforces
+    max_pixels itself right after reading the header; the global is only ever raised, never lowered, so
+    threads decoding with other limits cannot undo each other."""
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _refuse_unsupported(data: bytes, name: str) -> None:
+    """An AVIF or HEIC file that this Pillow cannot decode: say so, rather than "not an image"."""
+    if data[4:8] != b"ftyp":
+        return
+    size = int.from_bytes(data[:4], "big")
+    brands = {data[8:12]} | {data[i:i + 4] for i in range(16, min(size, len(data), 256) - 3, 4)}
+    if brands & _AVIF_BRANDS:
+        fmt, decodes = "AVIF", features.check("avif")
+    elif brands & _HEIC_BRANDS:
+        fmt, decodes = "HEIC", "HEIF" in Image.OPEN  # a plugin such as pillow-heif registers it
+    else:
+        return
+    if decodes:
+        return  # a decoder exists: the file itself is broken, and the caller says so
+    raise ImageError(name, f"{fmt} images are not supported here (this Pillow has no {fmt} decoder); "
+                     f"convert it to JPEG or PNG", "unsupported_format")
 
 
 def _centre_crop(image: Image.Image) -> Image.Image:

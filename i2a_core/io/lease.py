@@ -16,12 +16,13 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from i2a_core.errors import LeaseHeld, LeaseLost
+from i2a_core.errors import LeaseHeld, LeaseLost, OutputError
 from i2a_core.io import storage
 
 LEASE_NAME = ".i2a-lease.json"
 HEARTBEAT_S = 10.0  # how often the holder rewrites its lease
 STALE_S = 60.0  # a lease not rewritten for this long belongs to a dead job
+MAX_LEASE_BYTES = 64 * 1024  # a lease record is a few hundred bytes; a larger file is not one
 TAKE_OVER_HINT = ("if that job is dead, rerun with --take-over-lease (or delete {path}); "
                   "a lease without a heartbeat for {stale:.0f} s is taken over by itself")
 
@@ -82,10 +83,12 @@ class _LocalLease:
 
     def read(self) -> tuple[dict | None, object]:
         try:
-            with open(self.path, "rb") as f:
-                data, modified = f.read(65536), os.fstat(f.fileno()).st_mtime
+            data = storage.read_bytes(self.path, limit=MAX_LEASE_BYTES)  # never a FIFO, a device or a huge file
+            modified = os.stat(self.path).st_mtime
         except FileNotFoundError:
             return None, None
+        except OSError as e:
+            raise _not_a_lease(self.path, e) from None
         record = _parse(data)
         record["heartbeat_at"] = modified  # the heartbeat is the file's mtime (the file server's clock on NFS)
         return record, record.get("token")
@@ -98,9 +101,8 @@ class _LocalLease:
         except FileNotFoundError:
             return True  # gone already: free to create
         try:
-            with open(aside, "rb") as f:
-                token = json.loads(f.read(65536)).get("token")
-        except (ValueError, AttributeError, OSError):
+            token = _parse(storage.read_bytes(aside, limit=MAX_LEASE_BYTES)).get("token")
+        except OSError:
             token = None
         if token != version:  # another job took over between our read and the rename: put its lease back
             try:
@@ -138,7 +140,7 @@ class _ObjectLease:
     def create(self, record: dict) -> object:
         try:
             return self.fs.pipe_file(self.path, json.dumps(record).encode(), mode="create")["ETag"]
-        except FileExistsError:  # If-None-Match failed: the object exists
+        except FileExistsError:  # If-None-Match failed: the object exists (maybe ours: see Lease._acquire)
             return False
 
     def read(self) -> tuple[dict | None, object]:
@@ -146,7 +148,11 @@ class _ObjectLease:
             response = self.fs.call_s3("get_object", Bucket=self.bucket, Key=self.key)
         except FileNotFoundError:
             return None, None
-        return _parse(_sync_read(self.fs, response["Body"])), response["ETag"]
+        body = response["Body"]
+        if int(response.get("ContentLength") or 0) > MAX_LEASE_BYTES:
+            body.close()
+            raise _not_a_lease(self.url, OSError(f"{response['ContentLength']:,} bytes"))
+        return _parse(_sync_read(self.fs, body, MAX_LEASE_BYTES + 1)), response["ETag"]
 
     def remove_if(self, version) -> bool:
         try:
@@ -162,7 +168,11 @@ class _ObjectLease:
             return self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key,
                                    Body=json.dumps(record).encode(), IfMatch=version)["ETag"]
         except OSError:
-            current, _ = self.read()
+            current, current_version = self.read()
+            # A PUT retried after the store applied it but the answer was lost fails its If-Match: the lease
+            # is still ours if it holds our token.
+            if current and current.get("token") == record["token"]:
+                return current_version
             raise LeaseLost(f"{self.url}: taken over by {_holder(current)}") from None
 
     def release(self, version) -> None:
@@ -173,17 +183,22 @@ def _parse(data: bytes) -> dict:
     """A lease record; {} for one that is not JSON (a crash mid-write, or someone else's file)."""
     try:
         record = json.loads(data)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: JSON nested too deeply to parse
         return {}
     return record if isinstance(record, dict) else {}
 
 
-def _sync_read(fs, body) -> bytes:
+def _not_a_lease(where: str, error: OSError) -> OutputError:
+    reason = error.strerror or str(error) or type(error).__name__
+    return OutputError(f"{where}: not a lease that i2a wrote ({reason}); delete it if no job is running")
+
+
+def _sync_read(fs, body, most: int) -> bytes:
     from fsspec.asyn import sync
 
     async def read():
         async with body as stream:
-            return await stream.read()
+            return await stream.read(most)
 
     return sync(fs.loop, read)
 
@@ -220,6 +235,8 @@ class Lease:
             current, current_version = self.store.read()
             if current is None:
                 continue  # released between our create and read
+            if current.get("token") == self.token:  # our create was applied, its answer lost and the PUT retried
+                return current_version
             reason = stale_reason(current, stale_s=self.stale_s)
             if not reason and not take_over:
                 raise LeaseHeld(f"{self.output}: another job holds it ({_holder(current)}, last heartbeat "

@@ -23,7 +23,17 @@ def is_remote(url: str) -> bool:
 # The standard AWS settings s3fs reads. Ray workers started before they were set (or on other nodes)
 # would not see them, so jobs forward those set on the driver to every stage.
 AWS_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")
+                "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_RETRY_MODE",
+                "AWS_MAX_ATTEMPTS")
+
+# botocore retries every object-store request that failed for want of the store: connection refused or reset,
+# timeouts, 5xx and throttling, with capped exponential backoff (up to 20 s a wait), so a store that is away
+# for seconds delays a job instead of ending it. "adaptive" also slows the client down while it is throttled.
+# AWS_RETRY_MODE and AWS_MAX_ATTEMPTS, botocore's own settings, override these defaults.
+RETRY_MODE = "adaptive"
+MAX_ATTEMPTS = 10  # tries in all, the first included: waits add up to a minute or more before a request fails
+CONNECT_TIMEOUT_S = 5.0  # a store that does not accept the connection within this is retried (s3fs's default)
+READ_TIMEOUT_S = 15.0  # silence mid-request for this long is retried (s3fs's default; botocore's is 60 s)
 
 
 def worker_env() -> dict[str, str]:
@@ -31,13 +41,24 @@ def worker_env() -> dict[str, str]:
     return {k: os.environ[k] for k in AWS_SETTINGS if k in os.environ}
 
 
+def _s3_options() -> dict:
+    # total_max_attempts counts the first try too, as AWS_MAX_ATTEMPTS does (botocore's max_attempts would not).
+    retries = {"mode": os.environ.get("AWS_RETRY_MODE", RETRY_MODE),
+               "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", MAX_ATTEMPTS))}
+    return {"config_kwargs": {"retries": retries, "connect_timeout": CONNECT_TIMEOUT_S,
+                              "read_timeout": READ_TIMEOUT_S}}
+
+
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem that holds `url` and the path inside it.
+    """The filesystem that holds `url` and the path inside it: every object-store access goes through here.
 
     s3fs reads the endpoint and credentials from the standard AWS settings (AWS_ENDPOINT_URL,
-    AWS_ACCESS_KEY_ID, profiles, instance roles), so MinIO and other S3-compatible stores work.
+    AWS_ACCESS_KEY_ID, profiles, instance roles), so MinIO and other S3-compatible stores work; its
+    requests retry as RETRY_MODE says.
     """
-    return fsspec.core.url_to_fs(str(url))
+    url = str(url)
+    protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
+    return fsspec.core.url_to_fs(url, **(_s3_options() if protocol in ("s3", "s3a") else {}))
 
 
 def join(base: str, *parts: str) -> str:
@@ -90,6 +111,22 @@ def remove(url: str) -> None:
     """Delete one file or object (FileNotFoundError when it is not there)."""
     fs, path = filesystem(url)
     fs.rm_file(path)
+
+
+def read_json(url: str, limit: int) -> object:
+    """The JSON value in the file at `url`, read as read_bytes(url, limit) does (OSError for a file that is too
+    large, not regular or missing). A file that is not UTF-8 JSON, or nests too deeply for Python to parse, is
+    a ValueError naming the file: never a RecursionError."""
+    data = read_bytes(url, limit=limit)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{url}: not UTF-8 text") from None
+    except RecursionError:
+        raise ValueError(f"{url}: not valid JSON (nested too deeply)") from None
+    except ValueError as e:
+        raise ValueError(f"{url}: not valid JSON ({type(e).__name__} at character {getattr(e, 'pos', '?')})") \
+            from None
 
 
 def makedirs(url: str) -> None:
@@ -178,6 +215,9 @@ def local_copy(url: str, cache_root: str) -> str:
 
 
 
+MAX_JOB_JSON_BYTES = 1 << 20  # job.json holds a few settings; anything larger was not written by a job
+
+
 def claim_output(output: str, settings: dict, name: str = "job.json") -> None:
     """Record a resumable job's settings in its output, or check that a rerun uses the same ones.
 
@@ -188,7 +228,17 @@ def claim_output(output: str, settings: dict, name: str = "job.json") -> None:
     if not exists(url):
         write_text_atomic(url, json.dumps(settings, indent=2, sort_keys=True))
         return
-    before = json.loads(read_text(url))
+    try:
+        before = read_json(url, limit=MAX_JOB_JSON_BYTES)
+        reason = "" if isinstance(before, dict) else "not a JSON object"
+    except ValueError as e:
+        reason = str(e).removeprefix(f"{url}: ")
+    except OSError as e:  # a FIFO, a device (/dev/zero), a folder or a huge file: refused before reading it
+        if e.errno not in (errno.EINVAL, errno.EFBIG, errno.EISDIR):
+            raise
+        reason = e.strerror or type(e).__name__
+    if reason:
+        raise OutputError(f"{url}: {reason}; not a {name} that i2a wrote: delete it, or choose a new --output")
     changed = sorted(k for k in settings.keys() | before.keys() if before.get(k) != settings.get(k))
     if changed:
         details = ", ".join(f"{k} {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)

@@ -21,6 +21,7 @@ from i2a_core.io import images, lease, sources, storage
 from i2a_core.progress import Progress
 from i2a_core.raycluster import require_shared_output
 from i2a_core.refs import clip_image_size
+from i2a_core.specs import ImageLimits
 
 if TYPE_CHECKING:  # presets imports torch; the read and decode workers never need it
     from i2a_core.specs import ModelSpec
@@ -169,11 +170,13 @@ def plan(config: EmbedConfig) -> Plan:
 
 # 2. Stages. Each takes and returns a dict of numpy columns; models are built inside the actor.
 
-def read_images(batch: dict) -> dict:
+def read_images(batch: dict, max_bytes: int = ImageLimits.max_bytes) -> dict:
     """Stage `read`: the JPEG bytes of each row, streamed out of its tar (each tar opened once per batch).
 
     A tar that is truncated or unreadable fails only its rows not read yet (`read_broken_tar`); a row
-    whose image is not in its tar is `read_missing_from_tar`.
+    whose image is not in its tar is `read_missing_from_tar`; one whose member is over `max_bytes` (judged
+    by its header, before a byte of it is read: a sparse member of a tiny tar can claim gigabytes) is
+    `image_too_large`.
     """
     started = time.perf_counter()
     wanted: dict[str, dict[str, int]] = {}
@@ -188,7 +191,10 @@ def read_images(batch: dict) -> dict:
                 left = len(members)
                 for member in archive:
                     if member.name in members:
-                        data[members[member.name]] = archive.extractfile(member).read()
+                        if member.size > max_bytes:
+                            errors[members[member.name]] = "image_too_large"
+                        else:
+                            data[members[member.name]] = archive.extractfile(member).read(max_bytes + 1)
                         left -= 1
                         if not left:  # a block holds part of a shard: stop streaming once it is complete
                             break

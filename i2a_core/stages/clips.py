@@ -100,7 +100,7 @@ class WriteClips:
                                                sync=False)
                 except Exception as error:  # this clip's files only (a refused name, a full disk, a store blip)
                     ok = False
-                    kinds[i], errors[i] = classify(error, names[i], writing=True)
+                    kinds[i], errors[i] = classify(error, names[i], operation="write")
             rows.append(self._row(batch, i, ok, errors[i], kinds[i], audio_key, thumbnail_key, spectrogram_key,
                                   explanation, time.perf_counter() - started))
         out = {name: np.array([row[name] for row in rows], dtype=object) for name in rows[0]} if rows else {}
