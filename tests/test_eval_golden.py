@@ -167,6 +167,24 @@ def test_silence_and_dc_score_the_same_alone_and_in_a_batch_of_eight(golden):
         assert np.array_equal(alone["panns"][0], together["panns"][i])
 
 
+def test_wav2clip_standardises_each_clip_of_a_stacked_batch_as_the_reference_does_alone(golden):
+    """Silence (a constant log spectrogram, whose spread is rounding noise) and DC, stacked 8 at a time."""
+    import torch
+
+    from i2a_core.evaluation.scorers import ScoreClips
+
+    scorer = ScoreClips(scoring_models(golden, "fad-package"), want=("cs",), device="cpu")
+    names = ["g01_silence_16k_1s", "r06_dc_16k_1s", "r01_noise_44k_1s", "r03_sweep_48k_1s"] * 2
+    clips = torch.stack([scorer.audio_at(scorer.load(wav(golden, n)), 16000) for n in names])
+    with torch.inference_mode():
+        stacked = scorer.wav2clip(clips).numpy()
+    expected = GOLDEN["protocols"]["fad-package"]["clips"]
+    for name, row in zip(names, stacked, strict=True):
+        alone = scorer.wav2clip_embedding(scorer.load(wav(golden, name)))
+        assert relative_error(row, alone) < 1e-5, name
+        assert relative_error(row, expected[name]["wav2clip"]) <= TOLERANCE["wav2clip"], name
+
+
 @pytest.mark.parametrize("rate", [44100, 48000])
 def test_the_default_resampler_is_80_db_down_above_the_new_nyquist(rate):
     import torch

@@ -21,7 +21,6 @@ import torchaudio
 
 from i2a_core.evaluation.protocols import Resampler
 
-
 _FRAMES_PER_PRODUCT = 8192
 _FFT_PHASES = 4
 
