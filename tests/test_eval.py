@@ -103,7 +103,8 @@ def test_scores_a_bulk_output_with_fad_zero_against_itself(sonified, tmp_path, m
     assert summary["clips"] == 3 and summary["errors"] == 0 and "meaningless" in summary["warning"]
     assert summary["fad"] == pytest.approx(0.0, abs=1e-6) and summary["fd"] == pytest.approx(0.0, abs=1e-6)
     assert summary["cs"]["n"] == 3 and summary["clap_score"]["n"] == 2  # sea.png has no caption
-    assert "torchaudio.functional.resample" in summary["scoring_models"]["resampler"]
+    assert summary["protocol"]["name"] == "i2a" and summary["protocol"]["resampler"]["implementation"] == "resampy"
+    assert summary["scoring_models"]["resampler"].startswith("resampy kaiser_best")
     rows = {os.path.basename(r["input"]): r for r in read_scores(sonified / "ev")}
     assert all(-100 <= float(r["cs"]) <= 100 for r in rows.values())
     assert rows["sea.png"]["clap_score"] == "" and rows["cat.png"]["caption"] == "a cat purrs"
@@ -284,9 +285,10 @@ def test_bucket_output_scored_into_the_same_bucket(tmp_path, s3_bucket):
 
 
 def test_a_16k_cnn14_checkpoint_is_read_as_the_16k_variant():
-    from i2a_core.evaluation import scorers
+    from i2a_core.evaluation import protocols, scorers
 
-    sixteen = scorers.released_config("cnn14", scorers.CNN14_16K_URL)
+    sixteen = scorers.released_config("cnn14", protocols.CNN14_16K_URL)
     assert (sixteen.sample_rate, sixteen.window, sixteen.hop, sixteen.fmax) == (16000, 512, 160, 8000.0)
-    assert scorers.released_config("cnn14", scorers.CNN14_URL).sample_rate == 32000
+    assert scorers.released_config("cnn14", protocols.CNN14_URL).sample_rate == 32000
     assert scorers.released_config("cnn14", "/weights/Cnn14_mAP=0.431.pth").window == 1024
+    assert protocols.ScoringModels().fd == protocols.CNN14_16K_URL  # AudioLDM's FD model by default

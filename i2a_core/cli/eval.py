@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from i2a_core.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS, TINY, ScoringModels
 from i2a_core.specs import ImageLimits
 
 HELP = "score sonified audio (CS, CLAP score, FAD, FD) or rank translators by their audio"
@@ -45,13 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "score; default: img2dataset's KEY.txt/KEY.json beside each image")
     scoring = parser.add_argument_group("scoring models (fixed whatever generated the audio; --preset tiny "
                                         "swaps in random offline ones)")
+    scoring.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOL,
+                         help="every front-end choice in one word (channels, DC, resampler, padding, CS window "
+                              "and scale, FD statistics), recorded in summary.json: i2a (default; anti-aliased), "
+                              "audioldm-eval (as audioldm_eval's EvaluationHelper(16000)), fad-package (as "
+                              "frechet_audio_distance); docs/eval.md has the table")
     scoring.add_argument("--cs-clip", help="CLIP for CS: open_clip name, hf-hub:ORG/NAME or local-dir:PATH "
                                            "(default: ViT-B-32)")
     scoring.add_argument("--cs-clip-pretrained", help="its pretrained tag or checkpoint (default: openai)")
     scoring.add_argument("--cs-audio", help="Wav2CLIP checkpoint: path, s3:// or URL (default: the released "
                                             "Wav2CLIP.pt)")
     scoring.add_argument("--cs-seconds", type=float, help="audio seconds Wav2CLIP sees, cropped or zero-padded "
-                                                          "(default: 10)")
+                                                          "(default: the protocol's, the whole clip)")
     scoring.add_argument("--clap-score-model", help="CLAP for the CLAP score: hub id, folder or s3:// "
                                                     "(default: laion/clap-htsat-unfused)")
     scoring.add_argument("--fad-model", help="VGGish checkpoint for FAD: path, s3:// or URL (default: torchvggish's "
@@ -78,8 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def scoring_models_from_args(args: argparse.Namespace):
     from dataclasses import replace
 
-    from i2a_core.evaluation.scorers import TINY, ScoringModels
-    from i2a_core.models.clip import ClipSpec
+    from i2a_core.specs import ClipSpec
 
     models = TINY if args.preset == "tiny" else ScoringModels()
     if args.cs_clip:
@@ -89,7 +94,7 @@ def scoring_models_from_args(args: argparse.Namespace):
     overrides = {"cs_audio": args.cs_audio, "clap": args.clap_score_model, "fad": args.fad_model,
                  "fd": args.fd_model, "cs_seconds": args.cs_seconds}
     models = replace(models, **{k: v for k, v in overrides.items() if v is not None},
-                     trust_pickles=args.trust_checkpoints)
+                     trust_pickles=args.trust_checkpoints, protocol=args.protocol)
     return models
 
 
@@ -139,7 +144,7 @@ def _absolute_paths(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from i2a_core.cli.flags import ConfigError, generation_from_args, models_from_args
-    from i2a_core.evaluation.scorers import check_available
+    from i2a_core.evaluation.weights import check_available
     from i2a_core.io import storage
     from i2a_core.jobs import compare
     from i2a_core.jobs import eval as evaluation

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchaudio
 from torch import nn
 
 # --- Wav2CLIP: a ResNet18 over a log spectrogram, then a 2-layer MLP into CLIP's space ---
@@ -53,7 +54,7 @@ class _ResNetAudio(nn.Module):
         self.conv1 = nn.Conv2d(1, config.widths[0], 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(config.widths[0])
         inplanes = config.widths[0]
-        for index, (planes, blocks) in enumerate(zip(config.widths, config.blocks)):
+        for index, (planes, blocks) in enumerate(zip(config.widths, config.blocks, strict=True)):
             stride = 1 if index == 0 else 2
             layers = [_BasicBlock(inplanes, planes, stride)] + [_BasicBlock(planes, planes, 1)
                                                                for _ in range(blocks - 1)]
@@ -72,7 +73,7 @@ class _MLP(nn.Module):
     def __init__(self, units: tuple):
         super().__init__()
         layers = []
-        for u0, u1 in zip(units[:-1], units[1:]):
+        for u0, u1 in zip(units[:-1], units[1:], strict=True):
             layers += [nn.Linear(u0, u1), nn.ReLU(), nn.Dropout(0.1)]
         self.sequential = nn.Sequential(*layers[:-2])  # no activation after the last layer
 
@@ -94,11 +95,23 @@ class Wav2Clip(nn.Module):
         spec = torch.stft(waveforms, self.config.n_fft, self.config.hop, window=self.window, center=True,
                           pad_mode="reflect", return_complex=True).abs() ** 2
         x = torch.log(spec + 1e-7).unsqueeze(1)
-        # Wav2CLIP standardises over the whole input tensor; per clip here, so a score never depends on
-        # which clips share its batch (identical to the reference at batch size 1).
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        std = x.std(dim=(1, 2, 3), keepdim=True)
-        return self.audio_transform(self.audio_encoder((x - mean) / (std + 1e-9)))
+        return self.audio_transform(self.audio_encoder(self.standardise(x)))
+
+    @staticmethod
+    def standardise(x: torch.Tensor) -> torch.Tensor:
+        """Wav2CLIP's `(x - torch.mean(x)) / (torch.std(x) + 1e-9)` for each clip [1, 1, F, T] on its own.
+
+        The reference standardises its whole input tensor, so a clip's embedding there depends on its
+        batch-mates; here each clip gets exactly the reference's statistics at batch size 1, reduced on the
+        CPU in float32 as the reference's own CPU run does. That matters for a silent clip: its log
+        spectrogram is constant, its spread is rounding noise (about 6e-6), and any other reduction (a
+        batched one, a GPU one) can give exactly 0 and a standardised input of about 5,700 instead of ±1.
+        """
+        stats = x.detach().to("cpu", torch.float32)
+        mean = torch.stack([torch.mean(stats[i:i + 1]) for i in range(len(stats))])
+        std = torch.stack([torch.std(stats[i:i + 1]) for i in range(len(stats))])
+        shape = (-1, 1, 1, 1)
+        return (x - mean.view(shape).to(x)) / (std.view(shape).to(x) + 1e-9)
 
     @staticmethod
     def checkpoint_keys(state: dict) -> dict:
@@ -153,7 +166,7 @@ class Vggish(nn.Module):
         flat = channels * (config.patch_frames >> pools) * (config.mel_bins >> pools)
         units = (flat, *config.hidden)
         hidden = []
-        for u0, u1 in zip(units[:-1], units[1:]):
+        for u0, u1 in zip(units[:-1], units[1:], strict=True):
             hidden += [nn.Linear(u0, u1), nn.ReLU(True)]
         self.embeddings = nn.Sequential(*hidden[:-1])  # FAD uses the last layer before its ReLU
         window = 400  # 25 ms at 16 kHz; periodic Hann, as VGGish's numpy front end
@@ -217,8 +230,6 @@ class Cnn14(nn.Module):
 
     def __init__(self, config: Cnn14Config = Cnn14Config()):
         super().__init__()
-        import torchaudio
-
         self.config = config
         self.bn0 = nn.BatchNorm2d(config.mel_bins)
         inputs = 1

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def cosine_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """100 x cosine between matching rows of `a` and `b`, the scale CS and CLAP score are published on."""
+def cosine_scores(a: np.ndarray, b: np.ndarray, scale: float = 100.0) -> np.ndarray:
+    """scale x cosine between matching rows of `a` and `b`; 100, the scale CS and CLAP score are published on."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return 100.0 * np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
+    return scale * np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
 
 
 def gaussian_stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,16 +15,14 @@ from dataclasses import asdict
 
 import torch
 
+from i2a_core.evaluation.audio_models import Cnn14, Cnn14Config, Vggish, VggishConfig, Wav2Clip, Wav2ClipConfig
+from i2a_core.evaluation.weights import TINY_SCHEME
 from i2a_core.models import tiny
+from i2a_core.refs import cache_dir
 
-TINY_SCHEME = "tiny:"
 VERSION = "1"  # bump when a shape below changes, so stale caches are rebuilt
 CNN14_RATE = 16000
 CLAP_RATE = 16000
-
-
-def is_tiny(reference: str | None) -> bool:
-    return bool(reference) and str(reference).startswith(TINY_SCHEME)
 
 
 def resolve(reference: str) -> str:
@@ -33,8 +31,6 @@ def resolve(reference: str) -> str:
     if part not in builders:
         raise ValueError(f"unknown tiny scoring model '{reference}' (known: "
                          f"{', '.join(TINY_SCHEME + p for p in builders)})")
-    from i2a_core.refs import cache_dir
-
     target = os.path.join(cache_dir(), f"tiny-eval-v{VERSION}", part)
     if not os.path.isdir(target):
         staging = f"{target}.{uuid.uuid4().hex}.partial"  # built aside and renamed: actors never see half
@@ -68,8 +64,6 @@ def _randomise_norms(model: torch.nn.Module) -> None:
 
 
 def _build_wav2clip(directory: str) -> None:
-    from i2a_core.evaluation.audio_models import Wav2Clip, Wav2ClipConfig
-
     torch.manual_seed(0)
     config = Wav2ClipConfig(widths=(4, 4, 8, 8), blocks=(1, 1, 1, 1), mlp=(8, 16, tiny.CLIP_DIM))
     model = Wav2Clip(config)
@@ -80,16 +74,12 @@ def _build_wav2clip(directory: str) -> None:
 
 
 def _build_vggish(directory: str) -> None:
-    from i2a_core.evaluation.audio_models import Vggish, VggishConfig
-
     torch.manual_seed(0)
     config = VggishConfig(layers=(4, "M", 8, "M", 8, 8, "M", 8, 8, "M"), hidden=(16, 16, 8))
     _save(directory, config, dict(Vggish(config).state_dict()))
 
 
 def _build_cnn14(directory: str) -> None:
-    from i2a_core.evaluation.audio_models import Cnn14, Cnn14Config
-
     torch.manual_seed(0)
     config = Cnn14Config(channels=(4, 4, 8, 8, 8, 16), embedding=16, classes=4, sample_rate=CNN14_RATE,
                          window=512, hop=160, fmax=8000.0)

@@ -15,7 +15,9 @@ import numpy as np
 
 from i2a_core.errors import EvalError
 from i2a_core.evaluation import metrics
-from i2a_core.evaluation.scorers import TINY_WARNING, ScoringModels, check_available, describe
+from i2a_core.evaluation.loading import read_wav
+from i2a_core.evaluation.protocols import TINY_WARNING, ScoringModels, cs_description, describe, describe_protocol
+from i2a_core.evaluation.weights import check_available
 from i2a_core.io import gallery, manifest, storage
 
 LOCAL_MAX_CLIPS = 64  # `--runner auto` scores this many clips or fewer in-process, without starting Ray
@@ -290,8 +292,6 @@ def _gallery_rows(job: EvalJob, rows: list[dict], log) -> list[dict] | None:
         if not row["error"] and not spectrogram:  # an `i2a sonify` folder: make what its gallery needs here
             name = row["output"].rsplit(".", 1)[0]
             try:
-                from i2a_core.evaluation.scorers import read_wav
-
                 samples, rate = read_wav(row["wav"])
                 spectrogram = f"spectrograms/{name}.png"
                 storage.write_bytes_atomic(storage.join(job.output, spectrogram),
@@ -383,8 +383,7 @@ def run(job: EvalJob, log=print, reference_cache: dict | None = None) -> dict:
         "cs": metrics.bootstrap_mean(r["cs"] for r in clips.rows),
         "clap_score": metrics.bootstrap_mean(r["clap_score"] for r in clips.rows),
         "captioned": sum(1 for r in clips.rows if r["caption"]),
-        "cs_protocol": f"100 x cosine(Wav2CLIP(first {job.models.cs_seconds:g} s at 16 kHz, zero-padded), "
-                       f"CLIP image embedding)",
+        "protocol": describe_protocol(job.models), "cs_protocol": cs_description(job.models),
         "scoring_models": describe(job.models), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if reference:
