@@ -207,14 +207,18 @@ class ScoreClips:
         captions = [str(c) for c in batch.get("caption", [""] * len(wavs))]
         n = len(wavs)
         cs, clap = np.full(n, np.nan), np.full(n, np.nan)
-        errors, notes = [""] * n, [""] * n
+        errors = [str(e) for e in batch.get("error", [""] * n)]  # rows that failed before (the runner's)
+        kinds = [str(k) for k in batch.get("error_kind", [""] * n)]
+        notes = [""] * n
         vggish, panns = [None] * n, [None] * n
         clips = {}
         for i, wav in enumerate(wavs):
+            if errors[i]:
+                continue
             try:
                 clips[i] = self.load(wav)
             except ValueError as e:
-                errors[i] = str(e)
+                errors[i], kinds[i] = str(e), "unreadable_audio"
         if "cs" in self.want:
             self._cs(clips, pictures, cs, notes)
         if "clap" in self.want:

@@ -7,18 +7,19 @@ import io
 import json
 import os
 import posixpath
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
+import pyarrow as pa
 
+from i2a_core import runner
 from i2a_core.errors import EvalError
 from i2a_core.evaluation import metrics
-from i2a_core.evaluation.loading import read_wav
 from i2a_core.evaluation.protocols import TINY_WARNING, ScoringModels, cs_description, describe, describe_protocol
 from i2a_core.evaluation.weights import check_available
-from i2a_core.io import gallery, manifest, storage
+from i2a_core.evaluation.loading import read_wav
+from i2a_core.io import gallery, images, manifest, storage
 
 LOCAL_MAX_CLIPS = 64  # `--runner auto` scores this many clips or fewer in-process, without starting Ray
 SCORE_COLUMNS = ("input", "output", "cs", "clap_score", "caption", "error", "note")
@@ -28,7 +29,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 @dataclass(frozen=True)
 class EvalJob:
-    input: str  # a bulk sonify output (manifest/) or an `i2a sonify` folder (WAV + JSON sidecars)
+    input: str  # a sonify output (`i2a sonify` or `i2a sonify-job`: its manifest/)
     output: str
     models: ScoringModels
     reference_audio: str | None = None  # a folder of WAVs: FAD and FD against it
@@ -90,17 +91,13 @@ def _lookup_caption(source: str, captions: dict[str, str]) -> str:
 
 
 def list_clips(root: str, captions: dict[str, str]) -> Clips:
+    """The clips of a sonify output (its manifest), or of a folder of audio files made elsewhere."""
     if not storage.exists(root):
         raise EvalError(f"--input {root}: no such folder or prefix")
-    if storage.exists(manifest.directory(root)):
-        return _manifest_clips(root, captions)
-    return _sidecar_clips(root, captions)
-
-
-def _manifest_clips(root: str, captions: dict[str, str]) -> Clips:
-    table = manifest.read(root)
+    if not storage.exists(manifest.directory(root)):
+        return _folder_clips(root, captions)
     rows, failed = [], 0
-    for row in table.to_pylist():
+    for row in manifest.read(root).to_pylist():
         if row["status"] != "ok":
             failed += 1
             continue
@@ -109,47 +106,48 @@ def _manifest_clips(root: str, captions: dict[str, str]) -> Clips:
                      "image": row.get("image") or ("" if text else row["input"]),
                      "caption": row["input"] if text else _lookup_caption(row["input"], captions),
                      "thumbnail": row["thumbnail"], "spectrogram": row["spectrogram"],
-                     "captions": row["captions"] or [], "explanation": row["explanation"]})
+                     "captions": row["captions"] or [], "explanation": row["explanation"],
+                     "duration": row["duration"], "sample_rate": row["sample_rate"]})
+    if not rows and not failed:
+        raise EvalError(f"--input {root}: the manifest holds no clips")
     return Clips(rows, not_generated=failed, source="manifest", extra={"models": _job_models(root)})
 
 
-def _job_models(root: str) -> dict:
-    """The generation models the bulk job recorded in job.json, for the gallery header ({} when unknown)."""
-    try:
-        record = json.loads(storage.read_text(storage.join(root, "job.json")))
-    except (FileNotFoundError, OSError, ValueError):
-        return {}
-    keys = ("clip_model", "clip_pretrained", "audioldm", "translator")
-    return {k: record[k] for k in keys if isinstance(record, dict) and record.get(k) is not None}
-
-
-def _sidecar_clips(root: str, captions: dict[str, str]) -> Clips:
+def _folder_clips(root: str, captions: dict[str, str]) -> Clips:
+    """Every audio file under `root` (another system's output, say); NAME.json beside NAME.wav may name the
+    image it was made from ({"input": ...}), for its CS; the caption comes from --captions or that image."""
     fs, path = storage.filesystem(root)
     protocol = root.split("://", 1)[0] + "://" if storage.is_remote(root) else ""
     base = path.rstrip("/")
-    rows, models = [], {}
+    rows = []
     for found in sorted(fs.find(base)):
-        if not found.endswith(".json") or posixpath.basename(found) in ("job.json", "summary.json"):
+        if not found.lower().endswith(AUDIO_EXTENSIONS):
             continue
-        wav = found[:-len(".json")] + ".wav"
-        relative = posixpath.relpath(wav, base) if protocol else os.path.relpath(wav, base)
+        relative = found[len(base):].lstrip("/")
         try:
-            record = json.loads(fs.cat_file(found))
-        except (ValueError, OSError):
-            continue
-        if not isinstance(record, dict) or "input" not in record:
-            continue
-        source, modality = str(record["input"]), record.get("modality", "image")
-        if modality == "image" and isinstance(record.get("models"), dict):
-            models = record["models"]
-        caption = source if modality == "text" else _lookup_caption(source, captions)
-        # A text reference records the image its caption describes, so its CS compares with the same picture.
-        image = str(record.get("image") or (source if modality == "image" else ""))
-        rows.append({"input": source, "output": relative, "wav": protocol + wav, "image": image, "caption": caption,
-                     "thumbnail": "", "spectrogram": "", "captions": [], "explanation": ""})
+            record = storage.read_json(protocol + os.path.splitext(found)[0] + ".json", limit=1 << 20)
+        except (OSError, ValueError):
+            record = {}
+        image = str(record.get("image") or record.get("input") or "") if isinstance(record, dict) else ""
+        stem = os.path.splitext(posixpath.basename(found))[0]
+        caption = captions.get(relative) or captions.get(stem) or (_lookup_caption(image, captions) if image else "")
+        rows.append({"input": image or relative, "output": relative, "wav": protocol + found, "image": image,
+                     "caption": caption, "thumbnail": "", "spectrogram": "", "captions": [], "explanation": "",
+                     "duration": None, "sample_rate": None})
     if not rows:
-        raise EvalError(f"--input {root}: no clips found (neither a bulk job's manifest/ nor WAV + JSON sidecars)")
-    return Clips(rows, source="sidecars", extra={"models": models})
+        raise EvalError(f"--input {root}: no clips (neither a sonify output's manifest/ nor audio files "
+                        f"{', '.join(AUDIO_EXTENSIONS)})")
+    return Clips(rows, source="folder")
+
+
+def _job_models(root: str) -> dict:
+    """The generation models the job recorded in job.json, for the gallery header ({} when unknown)."""
+    try:
+        record = storage.read_json(storage.join(root, "job.json"), limit=storage.MAX_JOB_JSON_BYTES)
+    except (OSError, ValueError):
+        return {}
+    keys = ("clip_model", "clip_pretrained", "audioldm", "translator")
+    return {k: record[k] for k in keys if isinstance(record, dict) and record.get(k) is not None}
 
 
 def list_reference(folder: str) -> list[str]:
@@ -167,62 +165,57 @@ def list_reference(folder: str) -> list[str]:
 # --- 2. score them, in this process or as Ray actor stages ---
 
 
-def _choose_runner(job: EvalJob, count: int) -> str:
-    if job.runner != "auto":
-        return job.runner
-    if count > LOCAL_MAX_CLIPS or os.environ.get("RAY_ADDRESS"):
-        return "ray"
-    ray = sys.modules.get("ray")
-    return "ray" if ray is not None and ray.is_initialized() else "local"
+class _Scores:
+    """The runner's commit for an eval: each clip's scores kept in memory (an eval set is thousands of clips,
+    not millions), the embeddings folded into one running Gaussian per (set, model) for FAD and FD."""
 
+    schema = pa.schema([("key", pa.string()), ("cs", pa.float64()), ("clap_score", pa.float64()),
+                        ("error", pa.string()), ("note", pa.string())])
 
-def _batches(rows: list[dict], size: int):
-    for start in range(0, len(rows), size):
-        chunk = rows[start:start + size]
-        yield {k: np.array([r[k] for r in chunk], dtype=object) for k in ("key", "wav", "image", "caption")}
+    def __init__(self):
+        self.results: dict[str, dict] = {}
+        self.gaussians: dict[tuple, metrics.GaussianAccumulator] = {}
 
+    def add(self, rows: dict) -> int:
+        for i, key in enumerate(rows["key"]):
+            self.results[str(key)] = {name: rows[name][i] for name in ("cs", "clap_score", "error", "note")}
+        return len(rows["key"])
 
-def score_rows(rows: list[dict], job: EvalJob, want: tuple, runner: str) -> tuple[dict, dict]:
-    """key -> {cs, clap_score, error, note} for every row (rows need key, wav, image, caption), and the
-    running Gaussian of each (set, embedding), set being the key's prefix (clip, reference)."""
-    from i2a_core.evaluation.scorers import ScoreClips
-
-    results, gaussians = {}, {}
-    if not rows:
-        return results, gaussians
-    if runner == "local":
-        scorer = ScoreClips(job.models, want, job.device)
-        batches = (scorer(batch) for batch in _batches(rows, job.batch_size))
-    else:
-        batches = _score_ray(rows, job, want)
-    for batch in batches:
+    def embeddings(self, batch: dict) -> None:
         for i, key in enumerate(batch["key"]):
-            key = str(key)
-            results[key] = {name: batch[name][i] for name in ("cs", "clap_score", "error", "note")}
             for name in ("vggish", "panns"):
                 if name in batch and batch[name][i] is not None:
-                    gaussians.setdefault((key.split(":")[0], name), metrics.GaussianAccumulator()).add(batch[name][i])
-    return results, gaussians
+                    self.gaussians.setdefault((str(key).split(":")[0], name),
+                                              metrics.GaussianAccumulator()).add(batch[name][i])
+
+    def flush(self) -> int:
+        return 0
 
 
-def _score_ray(rows: list[dict], job: EvalJob, want: tuple):
-    import ray
-
-    from i2a_core.evaluation.scorers import ScoreClips
-
-    if not ray.is_initialized():
-        ray.init()
-    gpus = ray.cluster_resources().get("GPU", 0.0)
-    gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)
-    actors = job.actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
-    env = {"runtime_env": {"env_vars": storage.worker_env()}}
-    items = [{k: r[k] for k in ("key", "wav", "image", "caption")} for r in rows]
-    dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // job.batch_size, 1000)))
-    dataset = dataset.map_batches(ScoreClips, fn_constructor_kwargs={"models": job.models, "want": want},
-                                  compute=ray.data.ActorPoolStrategy(min_size=actors, max_size=actors),
-                                  batch_size=job.batch_size, batch_format="numpy", num_cpus=0.5,
-                                  num_gpus=gpus_per_actor, **env)
-    yield from dataset.iter_batches(batch_size=None, batch_format="numpy")
+def score_rows(rows: list[dict], job: EvalJob, want: tuple, log=print) -> tuple[dict, dict, str]:
+    """key -> {cs, clap_score, error, note} for every row (rows need key, wav, image, caption), the running
+    Gaussian of each (set, embedding) (set: the key's prefix, clip or reference), and the strategy used."""
+    scores = _Scores()
+    if not rows:
+        return scores.results, scores.gaussians, "local"
+    strategy = runner.choose_strategy(job.runner, len(rows), job.gpus_per_actor, local_max=LOCAL_MAX_CLIPS)
+    resources = runner.cluster_resources() if strategy != "local" else {}
+    gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if resources.get("GPU") else 0.0)
+    actors = job.actors or (max(1, int(resources.get("GPU", 0) // gpus_per_actor)) if gpus_per_actor else 1)
+    chain = runner.Chain((runner.Stage("i2a_core.evaluation.scorers:ScoreClips",
+                                       {"models": job.models, "want": want,
+                                        "device": job.device if strategy == "local" else None},
+                                       batch_size=job.batch_size, actors=actors, num_cpus=0.5,
+                                       num_gpus=gpus_per_actor),))
+    window = pa.table({"key": [r["key"] for r in rows], "wav": [r["wav"] for r in rows],
+                       "display": [r["wav"] for r in rows], "image": [r["image"] for r in rows],
+                       "caption": [r["caption"] for r in rows], "error": [""] * len(rows),
+                       "error_kind": [""] * len(rows)})
+    with runner.plan_directory(job.output) as directory:
+        plan = runner.spill([window], directory)
+        runner.run(plan, chain, scores, strategy=strategy, what="eval", unit="clips", chunk_size=job.batch_size,
+                   on_commit=scores.embeddings, log=log)
+    return scores.results, scores.gaussians, runner.DESCRIBE[strategy]
 
 
 # --- 3. write what was found ---
@@ -284,38 +277,40 @@ def relative_link(source_root: str, eval_dir: str, target: str) -> str | None:
 
 def _gallery_rows(job: EvalJob, rows: list[dict], log) -> list[dict] | None:
     """Manifest-like rows whose links point from EVAL_DIR back at the sonify output's files."""
-    from i2a_core.io import images
-
     out = []
     for row in rows:
-        thumbnail, spectrogram = row["thumbnail"], row["spectrogram"]
-        if not row["error"] and not spectrogram:  # an `i2a sonify` folder: make what its gallery needs here
-            name = row["output"].rsplit(".", 1)[0]
-            try:
-                samples, rate = read_wav(row["wav"])
-                spectrogram = f"spectrograms/{name}.png"
-                storage.write_bytes_atomic(storage.join(job.output, spectrogram),
-                                           gallery.spectrogram_png(samples, rate))
-                if row["image"]:
-                    thumbnail = f"thumbs/{name}.jpg"
-                    storage.write_bytes_atomic(storage.join(job.output, thumbnail),
-                                               gallery.thumbnail_jpeg(images.load_image(row["image"])))
-            except (ValueError, OSError):
-                pass
-            links = {"thumbnail": thumbnail, "spectrogram": spectrogram}
-        else:
-            links = {"thumbnail": relative_link(job.input, job.output, thumbnail),
-                     "spectrogram": relative_link(job.input, job.output, spectrogram)}
-        audio = relative_link(job.input, job.output, row["output"])
-        if audio is None or None in links.values():
+        if not row["error"] and not row["spectrogram"]:  # a folder of audio files: draw what the gallery needs
+            row = {**row, **_draw_for_gallery(job, row)}
+        links = {name: relative_link(job.input, job.output, row[name]) for name in ("output", "thumbnail",
+                                                                                      "spectrogram")}
+        if None in links.values():
             log(f"gallery skipped: {job.output} and {job.input} are on different stores, so relative links "
                 f"between them cannot work; put EVAL_DIR beside the sonify output (same disk or bucket)")
             return None
-        out.append({"input": row["input"], "output": audio, "status": "error" if row["error"] else "ok",
-                    "error": row["error"], "error_kind": "unreadable_audio" if row["error"] else "", **links,
-                    "captions": row["captions"], "explanation": row["explanation"], "cs": row["cs"],
-                    "clap_score": row["clap_score"]})
+        out.append({"input": row["input"], "status": "error" if row["error"] else "ok", "error": row["error"],
+                    "error_kind": "unreadable_audio" if row["error"] else "", **links, "captions": row["captions"],
+                    "explanation": row["explanation"], "cs": row["cs"], "clap_score": row["clap_score"],
+                    "duration": row["duration"], "sample_rate": row["sample_rate"]})
     return out
+
+
+def _draw_for_gallery(job: EvalJob, row: dict) -> dict:
+    """A spectrogram (and a thumbnail of the clip's image) in EVAL_DIR, linked as if from the input folder."""
+    name = os.path.splitext(row["output"])[0]
+    drawn = {}
+    try:
+        samples, rate = read_wav(row["wav"])
+        storage.write_bytes_atomic(storage.join(job.output, f"spectrograms/{name}.png"),
+                                   gallery.spectrogram_png(samples, rate))
+        drawn.update(duration=len(samples) / rate, sample_rate=rate,
+                     spectrogram=relative_link(job.output, job.input, f"spectrograms/{name}.png"))
+        if row["image"]:
+            storage.write_bytes_atomic(storage.join(job.output, f"thumbs/{name}.jpg"),
+                                       gallery.thumbnail_jpeg(images.load_image(row["image"])))
+            drawn["thumbnail"] = relative_link(job.output, job.input, f"thumbs/{name}.jpg")
+    except (ValueError, OSError):
+        pass
+    return drawn
 
 
 def _write_gallery(job: EvalJob, rows: list[dict], info: dict, log) -> None:
@@ -349,9 +344,8 @@ def run(job: EvalJob, log=print, reference_cache: dict | None = None) -> dict:
     want = ("cs", "clap") + (("fad", "fd") if reference else ())
     check_available(job.models, want)
     cached = reference_cache is not None and reference_cache.get("folder") == job.reference_audio
-    runner = _choose_runner(job, len(clips.rows) + (0 if cached else len(reference)))
-    log(f"{len(clips.rows)} clips to score from {job.input} ({clips.source}), {len(reference)} reference clips"
-        f"{' (embedded by an earlier row)' if cached and reference else ''} ({runner})")
+    log(f"{len(clips.rows)} clips to score from {job.input}, {len(reference)} reference clips"
+        f"{' (embedded by an earlier row)' if cached and reference else ''}")
     if job.models.tiny:
         log(f"warning: {TINY_WARNING}")
 
@@ -360,7 +354,7 @@ def run(job: EvalJob, log=print, reference_cache: dict | None = None) -> dict:
         row["key"] = f"clip:{i}"
     reference_rows = [] if cached else [{"key": f"reference:{i}", "wav": wav, "image": "", "caption": ""}
                                         for i, wav in enumerate(reference)]
-    results, gaussians = score_rows(clips.rows + reference_rows, job, want, runner)
+    results, gaussians, _ = score_rows(clips.rows + reference_rows, job, want, log)
     if reference:
         if cached:
             gaussians.update(reference_cache["gaussians"])
