@@ -28,10 +28,10 @@ from i2a_core.cli.flags import (
     generation_from_args,
     models_from_args,
 )
-from i2a_core.io import images, storage
-from i2a_core.jobs.clips import Sonifier, seed_for, wav_bytes
-from i2a_core.jobs.sonify import SonifyJob, run
+from i2a_core.io import storage
+from i2a_core.jobs.sonify import Sonifier, SonifyJob, run
 from i2a_core.quiet import quiet_libraries
+from i2a_core.stages.clips import wav_bytes
 
 
 def make_images(folder: str, count: int) -> list[str]:
@@ -47,19 +47,16 @@ def make_images(folder: str, count: int) -> list[str]:
 
 def baseline(args, paths: list[str], root: str, output: str) -> tuple[float, float]:
     """(model load s, clips/s): per image read, decode, CLIP, translate, one generator call, write."""
+    from dataclasses import replace
+
     started = time.perf_counter()
-    sonifier = Sonifier(models_from_args(args), device=args.device)
+    sonifier = Sonifier(models_from_args(args), replace(generation_from_args(args), batch_size=1), device=args.device)
     load_s = time.perf_counter() - started
-    settings = generation_from_args(args)
     started = time.perf_counter()
     for path in paths:
-        key = os.path.relpath(path, root)
-        clap, _ = sonifier.clap_for_images([images.load_image(path)])
-        (waveform,) = sonifier.generator.generate(clap, [seed_for(key, settings.seed)], duration=settings.duration,
-                                                  steps=settings.steps, guidance=settings.guidance,
-                                                  scheduler=settings.scheduler)
-        storage.write_bytes_atomic(os.path.join(output, key + ".wav"),
-                                   wav_bytes(waveform, sonifier.generator.sample_rate))
+        (clip,) = sonifier([path])
+        storage.write_bytes_atomic(os.path.join(output, os.path.relpath(path, root) + ".wav"),
+                                   wav_bytes(clip.waveform, clip.sample_rate))
     return load_s, len(paths) / (time.perf_counter() - started)
 
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from i2a_core.io.gallery import spectrogram_png
-from i2a_core.jobs.clips import wav_bytes
+from i2a_core.stages.clips import wav_bytes
 
 SAMPLE_RATE = 16000
 
