@@ -446,14 +446,6 @@ def check_job(job: SonifyJob) -> None:
 
 
 
-def finished_inputs(rows) -> set[str]:
-    """Inputs a rerun skips: every ok row, and errors that would recur (bad files, 404s)."""
-    kinds = rows.column("error_kind").to_pylist()
-    statuses = rows.column("status").to_pylist()
-    return {row_input for row_input, status, kind in zip(rows.column("input").to_pylist(), statuses, kinds)
-            if status == "ok" or not is_transient(kind)}
-
-
 def run(job: SonifyJob, log=print) -> JobSummary:
     """The whole job under the output's lease. Ctrl-C and SIGTERM stop it after committing what finished
     and writing the gallery, then raise KeyboardInterrupt (Terminated for SIGTERM)."""
@@ -477,8 +469,9 @@ def _run_leased(job: SonifyJob, items: list[listing.InputItem], held: lease.Leas
                                       "scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance,
                                       "duration": settings.duration})
     _remove_stale_temp_files(job.output, before=held.acquired)
-    done = finished_inputs(manifest.compact(job.output))
-    todo = [item for item in items if images.display_name(item.input) not in done]  # rows name no credentials
+    manifest.compact(job.output)
+    done = manifest.done_inputs(job.output).contains([images.display_name(item.input) for item in items])
+    todo = [item for item, finished in zip(items, done, strict=True) if not finished]  # rows name no credentials
     summary = JobSummary(listed=len(items), skipped=len(items) - len(todo), runner=_choose_runner(job, len(todo)))
     log(f"{len(items)} inputs, {summary.skipped} already done, {len(todo)} to sonify ({summary.runner})")
 
@@ -508,16 +501,17 @@ def _run_leased(job: SonifyJob, items: list[listing.InputItem], held: lease.Leas
     summary.error_kinds = dict(kinds)
 
     # 3. One manifest file, errors.csv, and the gallery over everything done so far.
-    table = manifest.compact(job.output)
-    errors_path, summary.failed = manifest.write_errors(job.output, table)
+    manifest.compact(job.output)
+    table = manifest.read(job.output)
+    errors_path, failed, summary.failed = manifest.write_errors(job.output, SHOWN_FAILURES)
     rows = table.select(["input", "output", "status", "error", "error_kind", "thumbnail", "spectrogram", "captions",
                          "explanation"]).to_pylist()
     pages = gallery.write_gallery(job.output, rows, job.page_size, info=_gallery_info(job, len(items)))
     log(summary.line())
     for row in summary.failed[:SHOWN_FAILURES]:
         log(f"  failed: {row['error'] if row['input'] in row['error'] else row['input'] + ': ' + row['error']}")
-    if summary.failed:
-        more = len(summary.failed) - SHOWN_FAILURES
+    if failed:
+        more = failed - SHOWN_FAILURES
         log(f"  {'and ' + str(more) + ' more; ' if more > 0 else ''}every failed input with its reason: {errors_path}")
     log(f"manifest: {manifest.directory(job.output)}  gallery: {storage.join(job.output, 'index.html')} "
         f"({pages} page{'s' if pages > 1 else ''})")
