@@ -131,6 +131,22 @@ def old_finished_inputs(rows) -> set[str]:
             if status == "ok" or not is_transient(kind)}
 
 
+def write_old_compacted(output: str, rows: int) -> dict:
+    """What the old code's compaction left after a run: every row in one `part-<uuid hex>.parquet`."""
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    path = os.path.join(manifest.directory(output), f"part-{uuid.uuid4().hex}.parquet")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with pq.ParquetWriter(path, manifest.SCHEMA) as writer:
+        for start in range(0, rows, CHUNK * 20):
+            writer.write_table(synthetic_rows(start, min(CHUNK * 20, rows - start)))
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows_written": rows, "rows_per_s": rows / seconds}
+
+
 def write_old_manifest(output: str, rows: int) -> dict:
     """The old layout: one part per 4-row batch, written by the old code."""
     old = old_manifest()
@@ -215,9 +231,12 @@ def _ratios(by_size: dict, steps) -> None:
                 here["peak_ratio"] = here["peak_mb"] / base["peak_mb"]
 
 
-def run(rows=(1_000_000, 10_000_000), old_rows=(10_000, 50_000), folder: str | None = None, log=print) -> dict:
-    """Write, compact, resume and read synthetic manifests of each size; the old code at `old_rows`."""
-    results = {"new": {}, "old": {}}
+def run(rows=(1_000_000, 10_000_000), old_rows=(10_000, 50_000), old_resume_rows=(100_000, 1_000_000),
+        folder: str | None = None, log=print) -> dict:
+    """Write, compact, resume and read synthetic manifests of each size in `rows`. The code before: its
+    end-of-run compaction of one part per 4-row batch at `old_rows`, and its no-op resume over one compacted
+    part (what its runs left) at `old_resume_rows`."""
+    results = {"new": {}, "old": {}, "old_resume": {}}
     root = tempfile.mkdtemp(prefix="i2a-scale-manifest-", dir=folder)
     try:
         for size in sorted(rows):
@@ -236,23 +255,30 @@ def run(rows=(1_000_000, 10_000_000), old_rows=(10_000, 50_000), folder: str | N
                 figures[step] = measure(step, output, size)
                 log(f"  {step}: {_line(figures[step])}")
             shutil.rmtree(output, ignore_errors=True)
+        for size in sorted(old_resume_rows):
+            output = os.path.join(root, f"old-compacted-{size}")
+            figures = results["old_resume"][size] = {"write": write_old_compacted(output, size)}
+            log(f"{size:,} rows in one old compacted part (code before)")
+            figures["old_resume"] = measure("old_resume", output, size)
+            log(f"  old_resume: {_line(figures['old_resume'])}")
+            shutil.rmtree(output, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     _ratios(results["new"], STEPS)
-    if results["old"]:
-        _ratios(results["old"], ("old_compact", "old_resume"))
+    for code, steps in (("old", ("old_compact", "old_resume")), ("old_resume", ("old_resume",))):
+        if results[code]:
+            _ratios(results[code], steps)
     return results
 
 
 def _line(figures: dict) -> str:
     if "error" in figures:
         return f"failed: {figures['error']}"
-    return (f"{figures['seconds']:.2f} s, peak {figures['peak_mb']:.0f} MB (grown {figures['grown_mb']:.0f} MB)"
-            f"{'' if 'seconds_ratio' not in figures else ''}")
+    return f"{figures['seconds']:.2f} s, peak {figures['peak_mb']:.0f} MB (grown {figures['grown_mb']:.0f} MB)"
 
 
 def report(results: dict) -> str:
-    lines = ["| code | rows | step | seconds | x smallest | peak MB | x smallest | grown MB | per 1k rows |",
+    lines = ["| code | rows | step | seconds | x smallest | peak MB | x smallest | grown MB | ms per 1k rows |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for code, by_size in results.items():
         for size, figures in sorted(by_size.items()):
@@ -261,14 +287,17 @@ def report(results: dict) -> str:
                     continue
                 lines.append(f"| {code} | {size:,} | {step} | {f['seconds']:.2f} | {f.get('seconds_ratio', 1):.2f} | "
                              f"{f['peak_mb']:.0f} | {f.get('peak_ratio', 1):.2f} | {f['grown_mb']:.0f} | "
-                             f"{f['seconds'] / size * 1000 * 1000:.1f} ms |")
+                             f"{f['seconds'] / size * 1e6:.1f} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--old-rows", type=int, nargs="*", default=[10_000, 50_000])
+    parser.add_argument("--old-rows", type=int, nargs="*", default=[10_000, 50_000],
+                        help="the code before: end-of-run compaction of one part per 4-row batch")
+    parser.add_argument("--old-resume-rows", type=int, nargs="*", default=[100_000, 1_000_000],
+                        help="the code before: no-op resume over what its runs left (one compacted part)")
     parser.add_argument("--folder", help="where to write the synthetic manifests (default: the temp folder)")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--measure", nargs=3, metavar=("STEP", "OUTPUT", "ROWS"), help=argparse.SUPPRESS)
@@ -277,7 +306,7 @@ def main(argv=None) -> int:
         step, output, rows = args.measure
         print(json.dumps(_measure_here(step, output, int(rows)), default=str))
         return 0
-    results = run(tuple(args.rows), tuple(args.old_rows), args.folder)
+    results = run(tuple(args.rows), tuple(args.old_rows), tuple(args.old_resume_rows), args.folder)
     print(report(results))
     if args.json:
         with open(args.json, "w") as f:

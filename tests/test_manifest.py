@@ -101,7 +101,7 @@ def test_compaction_merges_only_new_parts_into_segments_and_never_rewrites_old_o
         manifest.write_part(output, [ok(f"in{start}"), ok(f"in{start + 1}")])
     assert manifest.compact(output, rows_per_segment=4) == 6
     first = files(output)
-    assert [n.split("-")[0] for n in first] == ["segment", "segment"] and raw(output).num_rows == 6  # 4 + 2
+    assert [n.split("-")[0] for n in first] == ["compacted", "compacted"] and raw(output).num_rows == 6  # 4 + 2
     stamps = {n: os.stat(os.path.join(manifest.directory(output), n)).st_mtime_ns for n in first}
 
     manifest.write_part(output, [ok("in6"), ok("in0")])  # in0 again: a redone batch
@@ -199,7 +199,7 @@ def test_a_crash_between_a_segments_commit_and_the_deletions_stays_exactly_once(
     with pytest.raises(KeyboardInterrupt):
         manifest.compact(output)
     monkeypatch.undo()
-    assert len(files(output, "segment-")) == 2 and len(files(output, "part-")) == 1  # rows are there twice
+    assert len(files(output, "compacted-")) == 2 and len(files(output, "part-")) == 1  # rows are there twice
     expected = {**EXPECTED, "ok": ["a", "b", "f"], "read": [*EXPECTED["read"], ("f", "ok", "")],
                 "counts": {**EXPECTED["counts"], "ok": 3}}
     seen = view(output)
@@ -208,7 +208,7 @@ def test_a_crash_between_a_segments_commit_and_the_deletions_stays_exactly_once(
 
     manifest.write_part(output, [ok("g")])
     manifest.compact(output)  # removes the segment the crashed compaction had merged, merges the parts once
-    assert len(files(output, "segment-")) == 1 and not files(output, "part-")
+    assert len(files(output, "compacted-")) == 1 and not files(output, "part-")
     assert raw(output).column("input").to_pylist().count("f") == 1
     assert view(output) == {**expected, "ok": ["a", "b", "f", "g"], "read": [*expected["read"], ("g", "ok", "")],
                             "counts": {**expected["counts"], "ok": 4}}
@@ -282,7 +282,7 @@ def test_outputs_from_before_segments_still_resume_and_read(tmp_path):
 
     manifest.write_part(output, [ok("c")])  # a rerun with this version
     assert manifest.compact(output) == 5
-    assert files(output) and all(n.startswith("segment-") for n in files(output))
+    assert files(output) and all(n.startswith("compacted-") for n in files(output))
     assert manifest.counts(output) == {"ok": 3, "error": 2, "error_kinds": {"not_image": 1, "": 1}}
     assert pd.read_parquet(manifest.directory(output))["input"].tolist().count("a") == 1
 
@@ -296,7 +296,7 @@ def test_the_manifest_on_s3(s3_bucket):
                             "counts": {**EXPECTED["counts"], "ok": 3}}
     manifest.compact(output)
     fs, path = storage.filesystem(manifest.directory(output))
-    assert [p.rsplit("/", 1)[-1].split("-")[0] for p in fs.ls(path)] == ["segment"]
+    assert [p.rsplit("/", 1)[-1].split("-")[0] for p in fs.ls(path)] == ["compacted"]
     _, count, _ = manifest.write_errors(output)
     assert count == 3 and "d,host_unreachable" in storage.read_text(f"{output}/errors.csv")
 

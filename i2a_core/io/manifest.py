@@ -2,11 +2,14 @@
 
 OUTPUT/manifest/ holds plain Parquet files in SCHEMA, so pyarrow.dataset, Ray Data and pandas read the folder:
 
-    segment-<time_ns>-<hex>.parquet  compacted rows in commit order, up to SEGMENT_ROWS a file; never rewritten,
-                                     except that newest segments under MIN_SEGMENT_ROWS join the next compaction's
-    part-<time_ns>-<hex>.parquet     rows committed since the last compaction (PartWriter)
-    part-<32 hex>.parquet            parts of i2a versions before segments (older schemas too): read as they are,
-                                     merged into segments by the next compaction
+    compacted-<time_ns>-<hex>.parquet  segments: compacted rows in commit order, up to SEGMENT_ROWS a file; never
+                                       rewritten, except that the newest ones under MIN_SEGMENT_ROWS (together) are
+                                       merged again by the next compaction
+    part-<time_ns>-<hex>.parquet       rows committed since the last compaction (PartWriter)
+    part-<32 hex>.parquet              parts of i2a versions before segments (older schemas too): read as they are,
+                                       merged into segments by the next compaction
+
+File names sort in commit order (segments, then parts), so readers of the folder see rows in that order too.
 
 An input can have several rows: a transient failure retried by a later run, a batch redone after its node was
 lost, a crash between a compaction's new segment and the deletion of what it merged. The views resolve that
@@ -73,10 +76,10 @@ PART_EVERY_S = 60.0  # ...or when its oldest row has waited this long
 SEGMENT_ROWS = 1_000_000  # rows per segment file at most
 MIN_SEGMENT_ROWS = 100_000  # newest segments smaller than this (together) are merged again by the next compaction
 BATCH_ROWS = 16_384  # rows read at a time
-GROUP_ROWS, GROUP_BYTES = 65_536, 64 << 20  # pending rows deduplicated together by a compaction
+GROUP_ROWS, GROUP_BYTES = 32_768, 32 << 20  # pending rows deduplicated together, and a segment row group
 
 _NEW_PART = re.compile(r"^part-\d{20}-[0-9a-f]{8}\.parquet$")
-_SEGMENT = re.compile(r"^segment-(\d{20})-[0-9a-f]{8}\.parquet$")
+_SEGMENT = re.compile(r"^compacted-(\d{20})-[0-9a-f]{8}\.parquet$")
 _REPLACES = b"i2a.replaces"  # a segment's footer: the segments it merged (cleaned up if a crash left them)
 
 
@@ -177,9 +180,9 @@ def write_part(output: str, rows: list[dict]) -> None:
 
 
 def _ls(fs, path: str) -> list[dict]:
+    fs.invalidate_cache(path)
     if not fs.exists(path):
         return []
-    fs.invalidate_cache(path)
     return fs.ls(path, detail=True)
 
 
@@ -310,13 +313,34 @@ def _sorted_member(keys: np.ndarray, sorted_queries: np.ndarray) -> np.ndarray:
 
 
 def _grow(array: np.ndarray, size: int) -> np.ndarray:
-    """`array` with room for `size` values, resized in place (realloc): no second copy held at once."""
+    """`array` resized to `size` values in place (realloc), so that no second copy is held at once."""
     if array.flags.owndata:
         array.resize(size, refcheck=False)
         return array
     grown = np.empty(size, dtype=array.dtype)
     grown[:min(len(array), size)] = array[:size]
     return grown
+
+
+class _Hashes:
+    """(hi, lo) pairs appended in order, 16 bytes a pair, in two growing uint64 arrays."""
+
+    def __init__(self):
+        self.hi, self.lo, self.size = np.empty(0, np.uint64), np.empty(0, np.uint64), 0
+
+    def extend(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        end = self.size + len(hi)
+        if end > len(self.hi):
+            capacity = max(end, len(self.hi) + len(self.hi) // 8, 4096)  # resizing zero-fills: grow by little
+            self.hi, self.lo = _grow(self.hi, capacity), _grow(self.lo, capacity)
+        self.hi[self.size:end], self.lo[self.size:end] = hi, lo
+        self.size = end
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs, trimmed; this buffer starts empty again."""
+        pairs = _grow(self.hi, self.size), _grow(self.lo, self.size)
+        self.__init__()
+        return pairs
 
 
 class _HashSet:
@@ -326,38 +350,32 @@ class _HashSet:
     in place, and a value is a member when its first half is among the run's first halves and its second half
     among its second halves. A false match needs two independent 64-bit collisions at once: about
     n**2 * lookups / 2**128, never in practice. Added values wait in a buffer; a lookup sorts them into a new run
-    and merges runs of similar size, so n adds and lookups cost O(n log n).
+    and merges runs of similar size, so that n adds and lookups cost O(n log n).
     """
 
-    def __init__(self):
+    def __init__(self, hi: np.ndarray | None = None, lo: np.ndarray | None = None):
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
-        self._hi = np.empty(0, dtype=np.uint64)
-        self._lo = np.empty(0, dtype=np.uint64)
-        self._buffered = 0
+        self._buffer = _Hashes()
+        if hi is not None:
+            self._add_run(hi, lo)
 
     def __len__(self) -> int:
-        return self._buffered + sum(len(h) for h, _ in self._runs)
+        return self._buffer.size + sum(len(h) for h, _ in self._runs)
 
     def add(self, hi: np.ndarray, lo: np.ndarray) -> None:
-        count = len(hi)
-        if not count:
-            return
-        end = self._buffered + count
-        if end > len(self._hi):
-            capacity = max(end, 2 * len(self._hi), 1024)
-            self._hi, self._lo = _grow(self._hi, capacity), _grow(self._lo, capacity)
-        self._hi[self._buffered:end], self._lo[self._buffered:end] = hi, lo
-        self._buffered = end
+        self._buffer.extend(hi, lo)
 
-    def _settle(self) -> None:
-        if self._buffered:
-            hi, lo = _grow(self._hi, self._buffered), _grow(self._lo, self._buffered)
-            hi.sort()
-            lo.sort()
-            self._runs.append((hi, lo))
-            self._hi, self._lo, self._buffered = np.empty(0, np.uint64), np.empty(0, np.uint64), 0
+    def _add_run(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        hi.sort()
+        lo.sort()
+        self._runs.append((hi, lo))
+
+    def runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._buffer.size:
+            self._add_run(*self._buffer.take())
         while len(self._runs) > 1 and 2 * len(self._runs[-1][0]) >= len(self._runs[-2][0]):
             self._merge_last_two()
+        return self._runs
 
     def _merge_last_two(self) -> None:
         (hi, lo), (new_hi, new_lo) = self._runs[-2], self._runs[-1]
@@ -366,30 +384,33 @@ class _HashSet:
         hi, lo = _grow(hi, size), _grow(lo, size)
         hi[-len(new_hi):], lo[-len(new_lo):] = new_hi, new_lo
         del new_hi, new_lo
-        hi.sort()
-        lo.sort()
-        self._runs.append((hi, lo))
+        self._add_run(hi, lo)
 
     def freeze(self) -> _HashSet:
         """One run: fastest lookups, for a set that is only looked up from now on."""
-        self._settle()
+        self.runs()
         while len(self._runs) > 1:
             self._merge_last_two()
         return self
 
     def contains(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        self._settle()
-        found = np.zeros(len(hi), dtype=bool)
-        if not len(hi) or not self._runs:
-            return found
-        hi_order, lo_order = np.argsort(hi), np.argsort(lo)
-        sorted_hi, sorted_lo = hi[hi_order], lo[lo_order]
-        in_hi, in_lo = np.empty(len(hi), dtype=bool), np.empty(len(lo), dtype=bool)
-        for run_hi, run_lo in self._runs:
-            in_hi[hi_order] = _sorted_member(run_hi, sorted_hi)
-            in_lo[lo_order] = _sorted_member(run_lo, sorted_lo)
-            found |= in_hi & in_lo
+        return _in_any([self], hi, lo)
+
+
+def _in_any(sets: list[_HashSet], hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Whether each (hi, lo) is in any of `sets`; the queries are sorted once, for every run of every set."""
+    found = np.zeros(len(hi), dtype=bool)
+    runs = [run for hashes in sets for run in hashes.runs()]
+    if not len(hi) or not runs:
         return found
+    hi_order, lo_order = np.argsort(hi), np.argsort(lo)
+    sorted_hi, sorted_lo = hi[hi_order], lo[lo_order]
+    in_hi, in_lo = np.empty(len(hi), dtype=bool), np.empty(len(lo), dtype=bool)
+    for run_hi, run_lo in runs:
+        in_hi[hi_order] = _sorted_member(run_hi, sorted_hi)
+        in_lo[lo_order] = _sorted_member(run_lo, sorted_lo)
+        found |= in_hi & in_lo
+    return found
 
 
 class DoneSet:
@@ -405,8 +426,7 @@ class DoneSet:
 
     def contains(self, values) -> np.ndarray:
         """For a window of input strings (list, numpy or Arrow array), whether each is done."""
-        hi, lo = _hashes(values)
-        return self._ok.contains(hi, lo) | self._permanent.contains(hi, lo)
+        return _in_any([self._ok, self._permanent], *_hashes(values))
 
 
 def _done_set(fs, files: list[str]) -> DoneSet:
@@ -472,94 +492,98 @@ def read(output: str) -> pa.Table:
     return table if len(chosen) == table.num_rows else table.take(chosen)
 
 
-def ok_rows(output: str, columns: Iterable[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """Each input's first ok row, in commit order, streamed in batches of `columns` (default: all)."""
-    wanted, names = _names(columns, "input", "status")
-    fs, files = _files(output)
-    seen = _HashSet()
-    for _, batch in _batches(fs, files, names):
-        is_ok = _is_ok(batch)
-        if not is_ok.any():
-            continue
-        batch = batch.filter(pa.array(is_ok))
-        hi, lo = _hashes(batch.column("input"))
-        fresh = _first_seen(hi, lo) & ~seen.contains(hi, lo)
-        seen.add(hi[fresh], lo[fresh])
-        if fresh.any():
-            yield batch.filter(pa.array(fresh)).select(wanted)
+def _repeats(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Positions (ascending) of the pairs that repeat an earlier pair. Rare: first-half collisions find them."""
+    ordered = np.sort(hi)  # a copy: 8 bytes a pair, for a moment
+    twice = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if not len(twice):
+        return np.zeros(0, dtype=np.int64)
+    at = np.nonzero(_sorted_member(twice, hi))[0]
+    return at[~_first_seen(hi[at], lo[at])]
 
 
-class _Failures:
-    """Which error rows are final (the newest error of an input with no ok row), from one pass over the keys.
-
-    Error rows are numbered in commit order, per file from `offsets`, so a second pass can pick them out.
+class _Keys:
+    """One pass over the input, status and error_kind columns: which ok rows repeat an input's earlier ok row
+    (`repeats`), and which error rows are final, the newest error of an input with no ok row (`final`, with
+    their `kinds`). Ok rows and error rows are each numbered in commit order from per-file offsets, so that a
+    second pass over other columns picks the same rows out (a file that vanished in between shifts nothing).
+    Memory: 16 bytes an ok row and 24 an error row, while it runs.
     """
 
-    def __init__(self, fs, files: list[str]):
-        ok = _HashSet()
-        self.ok = 0
-        his, los, positions, kinds = [], [], [], []
-        self.offsets: dict[int, int] = {}
-        errors = 0
+    def __init__(self, fs, files: list[str], repeats: bool = True, final: bool = True):
+        ok, errors = _Hashes(), _Hashes()
+        kinds: list[pa.Array] = []
+        self.ok_from: dict[int, int] = {}
+        self.error_from: dict[int, int] = {}
         for index, batch in _batches(fs, files, ["input", "status", "error_kind"]):
-            self.offsets.setdefault(index, errors)
+            if index not in self.ok_from:
+                self.ok_from[index], self.error_from[index] = ok.size, errors.size
             is_ok = _is_ok(batch)
             hi, lo = _hashes(batch.column("input"))
-            ok_hi, ok_lo = hi[is_ok], lo[is_ok]
-            fresh = _first_seen(ok_hi, ok_lo) & ~ok.contains(ok_hi, ok_lo)
-            ok.add(ok_hi[fresh], ok_lo[fresh])
-            self.ok += int(fresh.sum())
-            failed = ~is_ok
-            count = int(failed.sum())
-            if count:
-                his.append(hi[failed])
-                los.append(lo[failed])
-                positions.append(np.arange(errors, errors + count))
-                kinds.append(batch.column("error_kind").filter(pa.array(failed)))
-                errors += count
-        hi = np.concatenate(his) if his else np.zeros(0, np.uint64)
-        lo = np.concatenate(los) if los else np.zeros(0, np.uint64)
-        position = np.concatenate(positions) if positions else np.zeros(0, np.int64)
-        open_ = ~ok.freeze().contains(hi, lo)
-        del ok
-        hi, lo, position = hi[open_], lo[open_], position[open_]
-        newest = _choose(hi, lo, np.zeros(len(hi), dtype=bool))  # no ok rows here: each input's last error
-        self.positions = position[newest]  # ascending
-        chosen_kinds = pa.chunked_array(kinds, type=pa.string()).combine_chunks() if kinds else pa.array([], pa.string())
-        self.kinds = collections.Counter(
-            pc.fill_null(chosen_kinds.filter(pa.array(open_)).take(pa.array(newest)), "").to_pylist())
+            ok.extend(hi[is_ok], lo[is_ok])
+            if not is_ok.all():
+                errors.extend(hi[~is_ok], lo[~is_ok])
+                kinds.append(batch.column("error_kind").filter(pa.array(~is_ok)))
+        ok_hi, ok_lo = ok.take()
+        self.ok_rows = len(ok_hi)
+        self.repeats = _repeats(ok_hi, ok_lo) if repeats else np.zeros(0, dtype=np.int64)
+        self.final, self.kinds = np.zeros(0, dtype=np.int64), collections.Counter()
+        if final:
+            with_ok = _HashSet(ok_hi, ok_lo)  # sorts the arrays in place: commit order is gone from here on
+            del ok_hi, ok_lo
+            hi, lo = errors.take()
+            open_ = np.nonzero(~with_ok.contains(hi, lo))[0]
+            del with_ok
+            newest = open_[_choose(hi[open_], lo[open_], np.zeros(len(open_), dtype=bool))]  # each one's last
+            self.final = newest
+            if kinds:
+                chosen = pa.chunked_array(kinds, type=pa.string()).take(pa.array(newest))
+                self.kinds = collections.Counter(pc.fill_null(chosen, "").to_pylist())
 
-    def __len__(self) -> int:
-        return len(self.positions)
+
+def _numbered(fs, files: list[str], names: list[str], first: dict[int, int], ok: bool,
+              chosen: np.ndarray, drop: bool) -> Iterator[pa.RecordBatch]:
+    """The ok (or error) rows, numbered as _Keys numbered them, without (drop) or with only the `chosen` ones."""
+    number, seen_file = 0, -1
+    for index, batch in _batches(fs, files, names):
+        if index != seen_file:
+            number, seen_file = first.get(index, number), index
+        kind = _is_ok(batch) if ok else ~_is_ok(batch)
+        count = int(kind.sum())
+        if not count:
+            continue
+        picked = _sorted_member(chosen, np.arange(number, number + count))
+        number += count
+        keep = ~picked if drop else picked
+        if keep.any():
+            yield batch.filter(pa.array(kind)).filter(pa.array(keep))
+
+
+def ok_rows(output: str, columns: Iterable[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Each input's first ok row, in commit order, streamed in batches of `columns` (default: all)."""
+    wanted, names = _names(columns, "status")
+    fs, files = _files(output)
+    keys = _Keys(fs, files, final=False)
+    for batch in _numbered(fs, files, names, keys.ok_from, True, keys.repeats, drop=True):
+        yield batch.select(wanted)
 
 
 def failed_rows(output: str, columns: Iterable[str] | None = None) -> Iterator[pa.RecordBatch]:
     """The final error row of each input with no ok row (its newest error), in commit order, streamed."""
     wanted, names = _names(columns, "status")
     fs, files = _files(output)
-    failures = _Failures(fs, files)
-    if not len(failures):
-        return
-    position, seen_file = 0, -1
-    for index, batch in _batches(fs, files, names):
-        if index != seen_file:  # numbering restarts at each file's offset, so a vanished file shifts nothing
-            position, seen_file = failures.offsets.get(index, position), index
-        failed = ~_is_ok(batch)
-        count = int(failed.sum())
-        if not count:
-            continue
-        numbers = np.arange(position, position + count)
-        position += count
-        keep = _sorted_member(failures.positions, numbers)
-        if keep.any():
-            yield batch.filter(pa.array(failed)).filter(pa.array(keep)).select(wanted)
+    keys = _Keys(fs, files, repeats=False)
+    if len(keys.final):
+        for batch in _numbered(fs, files, names, keys.error_from, False, keys.final, drop=False):
+            yield batch.select(wanted)
 
 
 def counts(output: str) -> dict:
     """{"ok": inputs with an ok row, "error": inputs without one, "error_kinds": {kind: inputs}}."""
     fs, files = _files(output)
-    failures = _Failures(fs, files)
-    return {"ok": failures.ok, "error": len(failures), "error_kinds": dict(failures.kinds)}
+    keys = _Keys(fs, files)
+    return {"ok": keys.ok_rows - len(keys.repeats), "error": len(keys.final), "error_kinds": dict(keys.kinds)}
 
 
 # --- compaction ---
@@ -620,7 +644,7 @@ class _SegmentWriter:
     def write(self, table: pa.Table) -> None:
         while table.num_rows:
             if self._writer is None:
-                name, self._last_ns = _unique_name("segment", self._last_ns)
+                name, self._last_ns = _unique_name("compacted", self._last_ns)
                 self._url = storage.join(self.folder, name)
                 self._temp = _temp_path(self._url)
                 self._writer = pq.ParquetWriter(self._temp, self.schema, compression="zstd")
