@@ -181,8 +181,18 @@ def test_views_and_resume_are_exactly_once_over_duplicates_and_retries(tmp_path)
 
     manifest.write_part(output, [ok("a"), ok("d")])  # a redone batch; d finally works
     manifest.compact(output)
-    assert manifest.counts(output) == {"ok": 3, "error": 2, "error_kinds": {"not_image": 1, "http_404": 1}}
+    manifest.write_part(output, [failed("e", "timeout"), failed("g", "http_404")])
+    assert manifest.counts(output) == {"ok": 3, "error": 3, "error_kinds": {"not_image": 1, "timeout": 1,
+                                                                            "http_404": 1}}
     assert raw(output).column("input").to_pylist().count("a") == 1
+
+    # What docs/bulk-sonify.md tells pandas users to do gives the same: file names sort in commit order.
+    rows = pd.read_parquet(manifest.directory(output))
+    ok_rows = rows[rows.status == "ok"].drop_duplicates("input")
+    failures = rows[~rows.input.isin(ok_rows.input)].drop_duplicates("input", keep="last")
+    assert ok_rows.input.tolist() == view(output)["ok"] == ["a", "b", "d"]
+    assert list(zip(failures.input, failures.error_kind, strict=True)) == \
+        [(i, k) for i, k, _ in view(output)["failed"]] == [("c", "not_image"), ("e", "timeout"), ("g", "http_404")]
 
 
 def test_a_crash_between_a_segments_commit_and_the_deletions_stays_exactly_once(tmp_path, monkeypatch):

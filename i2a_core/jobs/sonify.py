@@ -20,7 +20,7 @@ import numpy as np
 import soundfile
 
 from i2a_core import checks
-from i2a_core.errors import Terminated, TranslatorError, is_transient
+from i2a_core.errors import Terminated, TranslatorError
 from i2a_core.io import gallery, images, lease, listing, manifest, storage
 from i2a_core.jobs.clips import seed_for, wav_bytes
 from i2a_core.models.clip import ClipSpec
@@ -68,7 +68,7 @@ class JobSummary:
     audio_s: float = 0.0
     wall_s: float = 0.0
     runner: str = "local"
-    failed: list = field(default_factory=list)  # every failed input in the manifest: {input, error_kind, error}
+    failed: list = field(default_factory=list)  # the first failed inputs {input, error_kind, error}; errors.csv: all
 
     def line(self) -> str:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.error_kinds.items()))
