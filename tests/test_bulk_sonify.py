@@ -225,20 +225,6 @@ def test_kill_mid_run_then_rerun_processes_every_input_once(tmp_path):
     assert all(r["seed"] == seed_for(os.path.relpath(r["input"], tmp_path / "in"), 7) for r in table.to_pylist())
 
 
-def test_manifest_keeps_one_row_per_input_when_a_batch_was_written_twice(tmp_path):
-    """A retried task can write its part again; the reader and compaction keep one row, an ok one first."""
-    output = str(tmp_path / "out")
-    row = {name: None for name in manifest.SCHEMA.names}
-    manifest.write_part(output, [{**row, "input": "a", "status": "error", "error": "a: timed out"},
-                                 {**row, "input": "b", "status": "ok"}])
-    manifest.write_part(output, [{**row, "input": "a", "status": "ok"}, {**row, "input": "b", "status": "ok"}])
-    assert raw_manifest(output).num_rows == 4
-    table = manifest.compact(output)
-    assert sorted(zip(table.column("input").to_pylist(), table.column("status").to_pylist())) == \
-        [("a", "ok"), ("b", "ok")]
-    assert len(os.listdir(manifest.directory(output))) == 1 and raw_manifest(output).num_rows == 2
-
-
 def test_transient_failures_are_retried_on_rerun(tmp_path, http_root):
     """A slow URL times out (transient: retried next run); a 404 and a corrupt file are final."""
     root, base_url = http_root

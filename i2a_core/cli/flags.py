@@ -11,7 +11,7 @@ import re
 
 from i2a_core.errors import ConfigError
 from i2a_core.io.lease import STALE_S
-from i2a_core.io.manifest import PART_ROWS, PART_SECONDS
+from i2a_core.io.manifest import PART_ROWS, PART_EVERY_S
 from i2a_core.runner import STALL_TIMEOUT_S
 from i2a_core.specs import (
     DEFAULT_PRESET,
@@ -141,9 +141,9 @@ def add_job_arguments(parser, what: str = "output") -> None:
                              f"exit 1 (default: {STALL_TIMEOUT_S:.0f})")
     parser.add_argument("--rows-per-part", type=int, default=PART_ROWS,
                         help=f"rows per committed Parquet part (default: {PART_ROWS})")
-    parser.add_argument("--commit-every", type=float, default=PART_SECONDS, metavar="SECONDS",
+    parser.add_argument("--commit-every", type=float, default=PART_EVERY_S, metavar="SECONDS",
                         help="commit what finished at least this often, whatever the part's size: a crash loses "
-                             f"at most this much work (default: {PART_SECONDS:.0f})")
+                             f"at most this much work (default: {PART_EVERY_S:.0f})")
 
 
 def check_positive(value: float | int | None, flag: str, at_least: float = 1) -> None:

@@ -1,15 +1,44 @@
-"""The bulk job's Parquet manifest: one row per input, written in atomic parts, read back deduplicated."""
+"""The bulk job's Parquet manifest: rows committed in atomic parts, merged into segments, read back exactly once.
+
+OUTPUT/manifest/ holds plain Parquet files in SCHEMA, so pyarrow.dataset, Ray Data and pandas read the folder:
+
+    compacted-<time_ns>-<hex>.parquet  segments: compacted rows in commit order, up to SEGMENT_ROWS a file; never
+                                       rewritten, except that the newest ones under MIN_SEGMENT_ROWS (together) are
+                                       merged again by the next compaction
+    part-<time_ns>-<hex>.parquet       rows committed since the last compaction (PartWriter)
+    part-<32 hex>.parquet              parts of i2a versions before segments (older schemas too): read as they are,
+                                       merged into segments by the next compaction
+
+File names sort in commit order (segments, then parts), so readers of the folder see rows in that order too.
+
+An input can have several rows: a transient failure retried by a later run, a batch redone after its node was
+lost, a crash between a compaction's new segment and the deletion of what it merged. The views resolve that
+exactly once: an input's first ok row wins; an input with no ok row is failed with its newest error. Resume
+needs no resolution: an input is done when any row says ok or gives a permanent error kind.
+
+Nothing here holds a Python object per row. Inputs become 128-bit hashes (16 bytes an input) and rows stream
+in batches, so memory grows by those 16 bytes per row, never by the rows themselves.
+"""
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import csv
+import hashlib
 import io
 import os
+import posixpath
+import re
+import secrets
+import tempfile
 import time
 import uuid
+from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from i2a_core.errors import is_transient
@@ -44,178 +73,731 @@ SCHEMA = pa.schema([
     ("image", pa.string()),  # the image the clip describes: the input itself, or the image a text prompt captions
 ])
 
+PART_ROWS = 5_000  # a part is written when this many rows are buffered...
+PART_EVERY_S = 60.0  # ...or when its oldest row has waited this long
+SEGMENT_ROWS = 1_000_000  # rows per segment file at most
+MIN_SEGMENT_ROWS = 100_000  # newest segments smaller than this (together) are merged again by the next compaction
+BATCH_ROWS = 16_384  # rows read at a time
+GROUP_ROWS, GROUP_BYTES = 32_768, 32 << 20  # pending rows deduplicated together, and a segment row group
+
+_NEW_PART = re.compile(r"^part-\d{20}-[0-9a-f]{8}\.parquet$")
+_SEGMENT = re.compile(r"^compacted-(\d{20})-[0-9a-f]{8}\.parquet$")
+_REPLACES = b"i2a.replaces"  # a segment's footer: the segments it merged (cleaned up if a crash left them)
+
 
 def directory(output: str) -> str:
     return storage.join(output, MANIFEST_DIR)
 
 
-PART_ROWS = 5000  # rows per committed part ...
-PART_SECONDS = 60.0  # ... or what finished within this long, whichever comes first
+# --- writing: buffered, atomic parts ---
+
+
+def _unique_name(prefix: str, after_ns: int) -> tuple[str, int]:
+    """`prefix-<time_ns>-<8 hex>.parquet`, later than after_ns: names sort in the order they were made."""
+    ns = max(time.time_ns(), after_ns + 1)
+    return f"{prefix}-{ns:020d}-{secrets.token_hex(4)}.parquet", ns
 
 
 class PartWriter:
-    """Buffered, schema-checked Parquet parts: one atomic part per `rows_per_part` rows or `every_s` seconds."""
+    """Rows in, atomic Parquet parts out: one part per `rows_per_part` rows, or sooner once the oldest buffered row
+    has waited `every_s` seconds (checked on each `add`; `add([])` checks the clock alone).
 
-    def __init__(self, directory: str, schema: pa.Schema = SCHEMA, rows_per_part: int = PART_ROWS,
-                 every_s: float = PART_SECONDS):
-        self.directory, self.schema = directory, schema
+    A part is written whole or not at all (storage.write_bytes_atomic, local or s3://), named
+    `part-<time_ns>-<8 hex>.parquet` so that names sort in commit order. Rows are checked against `schema`: an
+    unknown column is an error, a missing one is null, values are cast to the schema's types. Buffered rows
+    are not committed: call `flush()` or `close()` (or leave the `with` block) to commit them. One writer per
+    process or actor; it is not thread-safe.
+    """
+
+    def __init__(self, directory: str, schema: pa.Schema, rows_per_part: int = PART_ROWS,
+                 every_s: float = PART_EVERY_S):
+        if rows_per_part < 1:
+            raise ValueError(f"rows_per_part must be at least 1, not {rows_per_part}")
+        self.directory, self.schema = str(directory), schema
         self.rows_per_part, self.every_s = rows_per_part, every_s
-        self.buffer: list[pa.Table] = []
-        self.buffered = 0
-        self.oldest = 0.0
-        self.written = 0
+        self.written = 0  # rows committed so far
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._oldest = 0.0
+        self._last_ns = 0
 
     def add(self, rows) -> int:
-        if isinstance(rows, dict):
-            rows = pa.table({f.name: pa.array(list(rows[f.name]) if f.name in rows else [None] * len(next(iter(rows.values()))),
-                                              type=f.type) for f in self.schema})
-        elif isinstance(rows, list):
-            rows = pa.Table.from_pylist(rows, schema=self.schema)
-        if not rows.num_rows:
-            return 0
-        if not self.buffered:
-            self.oldest = time.monotonic()
-        self.buffer.append(rows)
-        self.buffered += rows.num_rows
-        if self.buffered >= self.rows_per_part or time.monotonic() - self.oldest >= self.every_s:
+        """Buffer rows (a pa.Table, pa.RecordBatch or list of row dicts); returns the rows committed now."""
+        table = self._conform(rows)
+        if table.num_rows:
+            if not self._buffered:
+                self._oldest = time.monotonic()
+            self._buffer.append(table)
+            self._buffered += table.num_rows
+        if self._buffered and (self._buffered >= self.rows_per_part
+                               or time.monotonic() - self._oldest >= self.every_s):
             return self.flush()
         return 0
 
     def flush(self) -> int:
-        if not self.buffered:
+        """Commit every buffered row as one part; returns how many."""
+        if not self._buffered:
             return 0
-        table = pa.concat_tables(self.buffer)
+        table = pa.concat_tables(self._buffer)
         if not storage.is_remote(self.directory):
-            os.sync()  # the clips' files were written without fsync: the part that commits them comes after
+            os.sync()  # the files these rows commit were written without fsync: they reach the disk first
         buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        pq.write_table(table, buffer, compression="zstd")
+        name, self._last_ns = _unique_name("part", self._last_ns)
         storage.write_bytes_atomic(storage.join(self.directory, name), buffer.getvalue())
-        written, self.buffer, self.buffered = table.num_rows, [], 0
-        self.written += written
-        return written
+        self._buffer, self._buffered = [], 0
+        self.written += table.num_rows
+        return table.num_rows
 
-    close = flush
+    def close(self) -> int:
+        return self.flush()
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()  # rows added were finished work: commit them even when the caller failed
+
+    def _conform(self, rows) -> pa.Table:
+        if isinstance(rows, dict):  # a numpy batch (column -> array), as the runner's stages return them
+            rows = pa.table({name: pa.array(list(values), type=self.schema.field(name).type)
+                             for name, values in rows.items()})
+        if isinstance(rows, (pa.Table, pa.RecordBatch)):
+            unknown = [n for n in rows.schema.names if n not in self.schema.names]
+            if unknown:
+                raise ValueError(f"columns not in the schema: {', '.join(unknown)}")
+            table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
+            columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+                       else pa.nulls(table.num_rows, f.type) for f in self.schema]
+            return pa.Table.from_arrays(columns, schema=self.schema)
+        rows = list(rows)
+        unknown = sorted({k for row in rows for k in row} - set(self.schema.names))
+        if unknown:
+            raise ValueError(f"columns not in the schema: {', '.join(unknown)}")
+        return pa.Table.from_pylist(rows, schema=self.schema)
 
 
 def write_part(output: str, rows: list[dict]) -> None:
-    """Append rows as one new Parquet file, atomically: a killed job leaves whole parts or none."""
-    if not rows:
-        return
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    storage.write_bytes_atomic(storage.join(directory(output), f"part-{uuid.uuid4().hex}.parquet"),
-                               buffer.getvalue())
+    """Commit rows as one part of OUTPUT's manifest now, atomically: a killed job leaves whole parts or none."""
+    with PartWriter(directory(output), SCHEMA) as writer:
+        writer.add(rows)
+
+
+# --- listing: segments, then parts, in commit order ---
+
+
+def _ls(fs, path: str) -> list[dict]:
+    fs.invalidate_cache(path)
+    if not fs.exists(path):
+        return []
+    return fs.ls(path, detail=True)
+
+
+def _mtime(entry: dict) -> float:
+    value = entry.get("mtime", entry.get("LastModified", 0))
+    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0)
 
 
 def _part_paths(output: str) -> tuple[object, list[str]]:
+    """The parts not compacted yet, in commit order: older versions' parts (by time written), then ours."""
     fs, path = storage.filesystem(directory(output))
-    if not fs.exists(path):
-        return fs, []
-    fs.invalidate_cache(path)
-    return fs, sorted(p for p in fs.ls(path, detail=False)
-                      if p.rsplit("/", 1)[-1].startswith("part-") and p.endswith(".parquet"))
+    parts = [e for e in _ls(fs, path)
+             if posixpath.basename(e["name"]).startswith("part-") and e["name"].endswith(".parquet")]
+
+    def commit_order(entry):
+        name = posixpath.basename(entry["name"])
+        return (1, 0.0, name) if _NEW_PART.match(name) else (0, _mtime(entry), name)
+
+    return fs, [e["name"] for e in sorted(parts, key=commit_order)]
+
+
+def _segment_paths(output: str) -> tuple[object, list[str]]:
+    fs, path = storage.filesystem(directory(output))
+    return fs, sorted(e["name"] for e in _ls(fs, path) if _SEGMENT.match(posixpath.basename(e["name"])))
+
+
+def _files(output: str) -> tuple[object, list[str]]:
+    """Every manifest file in commit order: segments, then parts."""
+    fs, segments = _segment_paths(output)
+    _, parts = _part_paths(output)
+    return fs, segments + parts
+
+
+# --- reading ---
+
+
+def _is_local(fs) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
+
+
+@contextlib.contextmanager
+def _parquet(fs, path: str):
+    if _is_local(fs):
+        with pq.ParquetFile(path) as reader:
+            yield reader
+    else:
+        with fs.open(path, "rb") as f, pq.ParquetFile(f) as reader:
+            yield reader
+
+
+def _conform(batch: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
+    """A batch with exactly `names`, in SCHEMA's types; columns an older schema lacked are null."""
+    arrays = []
+    for name in names:
+        field = SCHEMA.field(name)
+        index = batch.schema.get_field_index(name)
+        arrays.append(batch.column(index).cast(field.type) if index >= 0 else pa.nulls(batch.num_rows, field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([SCHEMA.field(n) for n in names]))
+
+
+def _batches(fs, files: list[str], names: list[str]) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(file index, batch) over `files` in order, reading only `names`."""
+    for index, path in enumerate(files):
+        try:
+            with _parquet(fs, path) as reader:
+                present = [n for n in names if n in reader.schema_arrow.names]
+                # One row group at a time, then hand freed memory back: one reader over a whole file keeps
+                # buffers of every row group it has read (apache/arrow#39808), and the allocator keeps the rest.
+                for group in range(reader.num_row_groups):
+                    for batch in reader.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=present):
+                        yield index, _conform(batch, names)
+                    pa.default_memory_pool().release_unused()
+        except FileNotFoundError:  # compacted away by a job that lost its lease meanwhile: its rows moved on
+            continue
+
+
+def _names(columns: Iterable[str] | None, *needed: str) -> tuple[list[str], list[str]]:
+    """(the columns asked for, those plus the ones a view needs to read)."""
+    wanted = list(columns) if columns is not None else list(SCHEMA.names)
+    unknown = [c for c in wanted if c not in SCHEMA.names]
+    if unknown:
+        raise ValueError(f"not manifest columns: {', '.join(unknown)}")
+    return wanted, wanted + [n for n in needed if n not in wanted]
+
+
+def _numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(values.to_numpy(zero_copy_only=False) if isinstance(values, pa.Array) else values.to_numpy())
+
+
+def _is_ok(rows: pa.RecordBatch | pa.Table) -> np.ndarray:
+    return _numpy(pc.fill_null(pc.equal(rows.column("status"), "ok"), False))
+
+
+def _permanent(kinds: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Whether each error kind is permanent (a rerun skips the input); a missing kind is, as it always was."""
+    encoded = pc.fill_null(_strings(kinds), "").dictionary_encode()
+    transient = np.array([is_transient(k) for k in encoded.dictionary.to_pylist()], dtype=bool)
+    return ~transient[encoded.indices.to_numpy(zero_copy_only=False)] if len(transient) else \
+        np.ones(len(kinds), dtype=bool)
+
+
+# --- inputs as 128-bit hashes ---
+
+
+def _strings(values) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if isinstance(values, pa.Array):
+        return values
+    return pa.array(values if isinstance(values, (list, np.ndarray)) else list(values), type=pa.string())
+
+
+def _hashes(values) -> tuple[np.ndarray, np.ndarray]:
+    """The two 64-bit halves of each value's 128-bit BLAKE2b digest; null hashes as ""."""
+    binary = pc.fill_null(_strings(values).cast(pa.string()), "").cast(pa.binary())
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(v, digest_size=16).digest() for v in binary.to_numpy(zero_copy_only=False)])
+    pairs = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)
+    return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+
+def _sorted_member(keys: np.ndarray, sorted_queries: np.ndarray) -> np.ndarray:
+    if not len(keys):
+        return np.zeros(len(sorted_queries), dtype=bool)
+    at = np.minimum(np.searchsorted(keys, sorted_queries), len(keys) - 1)
+    return keys[at] == sorted_queries
+
+
+def _grow(array: np.ndarray, size: int) -> np.ndarray:
+    """`array` resized to `size` values in place (realloc), so that no second copy is held at once."""
+    if array.flags.owndata:
+        array.resize(size, refcheck=False)
+        return array
+    grown = np.empty(size, dtype=array.dtype)
+    grown[:min(len(array), size)] = array[:size]
+    return grown
+
+
+class _Hashes:
+    """(hi, lo) pairs appended in order, 16 bytes a pair, in two growing uint64 arrays."""
+
+    def __init__(self):
+        self.hi, self.lo, self.size = np.empty(0, np.uint64), np.empty(0, np.uint64), 0
+
+    def extend(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        end = self.size + len(hi)
+        if end > len(self.hi):
+            capacity = max(end, len(self.hi) + len(self.hi) // 8, 4096)  # resizing zero-fills: grow by little
+            self.hi, self.lo = _grow(self.hi, capacity), _grow(self.lo, capacity)
+        self.hi[self.size:end], self.lo[self.size:end] = hi, lo
+        self.size = end
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs, trimmed; this buffer starts empty again."""
+        pairs = _grow(self.hi, self.size), _grow(self.lo, self.size)
+        self.__init__()
+        return pairs
+
+
+class _HashSet:
+    """A set of inputs as 128-bit hashes, 16 bytes a member, in sorted runs.
+
+    Each run keeps its members' first halves and second halves in two separately sorted uint64 arrays: each sorts
+    in place, and a value is a member when its first half is among the run's first halves and its second half
+    among its second halves. A false match needs two independent 64-bit collisions at once: about
+    n**2 * lookups / 2**128, never in practice. Added values wait in a buffer; a lookup sorts them into a new run
+    and merges runs of similar size, so that n adds and lookups cost O(n log n).
+    """
+
+    def __init__(self, hi: np.ndarray | None = None, lo: np.ndarray | None = None):
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._buffer = _Hashes()
+        if hi is not None:
+            self._add_run(hi, lo)
+
+    def __len__(self) -> int:
+        return self._buffer.size + sum(len(h) for h, _ in self._runs)
+
+    def add(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        self._buffer.extend(hi, lo)
+
+    def _add_run(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        hi.sort()
+        lo.sort()
+        self._runs.append((hi, lo))
+
+    def runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._buffer.size:
+            self._add_run(*self._buffer.take())
+        while len(self._runs) > 1 and 2 * len(self._runs[-1][0]) >= len(self._runs[-2][0]):
+            self._merge_last_two()
+        return self._runs
+
+    def _merge_last_two(self) -> None:
+        (hi, lo), (new_hi, new_lo) = self._runs[-2], self._runs[-1]
+        del self._runs[-2:]
+        size = len(hi) + len(new_hi)
+        hi, lo = _grow(hi, size), _grow(lo, size)
+        hi[-len(new_hi):], lo[-len(new_lo):] = new_hi, new_lo
+        del new_hi, new_lo
+        self._add_run(hi, lo)
+
+    def freeze(self) -> _HashSet:
+        """One run: fastest lookups, for a set that is only looked up from now on."""
+        self.runs()
+        while len(self._runs) > 1:
+            self._merge_last_two()
+        return self
+
+    def contains(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        return _in_any([self], hi, lo)
+
+
+def _in_any(sets: list[_HashSet], hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Whether each (hi, lo) is in any of `sets`; the queries are sorted once, for every run of every set."""
+    found = np.zeros(len(hi), dtype=bool)
+    runs = [run for hashes in sets for run in hashes.runs()]
+    if not len(hi) or not runs:
+        return found
+    hi_order, lo_order = np.argsort(hi), np.argsort(lo)
+    sorted_hi, sorted_lo = hi[hi_order], lo[lo_order]
+    in_hi, in_lo = np.empty(len(hi), dtype=bool), np.empty(len(lo), dtype=bool)
+    for run_hi, run_lo in runs:
+        in_hi[hi_order] = _sorted_member(run_hi, sorted_hi)
+        in_lo[lo_order] = _sorted_member(run_lo, sorted_lo)
+        found |= in_hi & in_lo
+    return found
+
+
+class DoneSet:
+    """The inputs a rerun skips: every input with an ok row, or with an error row of a permanent kind
+    (i2a_core.errors.is_transient says which kinds are retried). 16 bytes an input, no strings."""
+
+    def __init__(self, ok: _HashSet, permanent: _HashSet):
+        self._ok, self._permanent = ok, permanent
+
+    def __len__(self) -> int:
+        """Rows that make an input done (an input written twice counts twice)."""
+        return len(self._ok) + len(self._permanent)
+
+    def contains(self, values) -> np.ndarray:
+        """For a window of input strings (list, numpy or Arrow array), whether each is done."""
+        return _in_any([self._ok, self._permanent], *_hashes(values))
+
+
+def _done_set(fs, files: list[str]) -> DoneSet:
+    ok, permanent = _HashSet(), _HashSet()
+    for _, batch in _batches(fs, files, ["input", "status", "error_kind"]):
+        hi, lo = _hashes(batch.column("input"))
+        is_ok = _is_ok(batch)
+        final = ~is_ok & _permanent(batch.column("error_kind"))
+        ok.add(hi[is_ok], lo[is_ok])
+        permanent.add(hi[final], lo[final])
+    return DoneSet(ok.freeze(), permanent.freeze())
+
+
+def done_inputs(output: str) -> DoneSet:
+    """What an earlier run finished (see DoneSet), reading only the input, status and error_kind columns."""
+    fs, files = _files(output)
+    return _done_set(fs, files)
+
+
+# --- resolution: which of an input's rows counts ---
+
+
+def _choose(hi: np.ndarray, lo: np.ndarray, is_ok: np.ndarray) -> np.ndarray:
+    """Indices of the rows that count, ascending: each input's first ok row, else its last (newest) row."""
+    n = len(hi)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((np.arange(n), lo, hi))
+    h, low, ok = hi[order], lo[order], is_ok[order]
+    start = np.ones(n, dtype=bool)
+    start[1:] = (h[1:] != h[:-1]) | (low[1:] != low[:-1])
+    group = np.cumsum(start) - 1
+    end = np.ones(n, dtype=bool)
+    end[:-1] = start[1:]
+    ok_at = np.nonzero(ok)[0]
+    ok_groups, first = np.unique(group[ok_at], return_index=True)
+    has_ok = np.zeros(group[-1] + 1, dtype=bool)
+    has_ok[ok_groups] = True
+    chosen = np.concatenate([order[ok_at[first]], order[end & ~has_ok[group]]])
+    chosen.sort()
+    return chosen
+
+
+def _first_seen(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Whether each row is its input's first in this batch."""
+    keep = np.zeros(len(hi), dtype=bool)
+    keep[_choose(hi, lo, np.ones(len(hi), dtype=bool))] = True
+    return keep
 
 
 def read(output: str) -> pa.Table:
-    """Every input's row, deduplicated: reruns and retried tasks may have written an input twice."""
-    fs, parts = _part_paths(output)
-    tables = []
-    for part in parts:
-        try:
-            tables.append(_with_schema(pq.read_table(part, filesystem=fs)))
-        except FileNotFoundError:  # compacted away by a job that lost its lease meanwhile: its rows moved on
-            continue
-    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    return _deduplicate(table)
+    """Every input's row, exactly once, in commit order (the first ok row, else the newest error).
 
-
-def _with_schema(table: pa.Table) -> pa.Table:
-    """A part in today's schema: parts written before a column existed get it empty."""
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
-               else pa.nulls(table.num_rows, f.type) for f in SCHEMA]
-    return pa.Table.from_arrays(columns, schema=SCHEMA)
-
-
-def _deduplicate(table: pa.Table) -> pa.Table:
-    """One row per input: an ok row if there is one, else the latest error (a retried transient failure)."""
-    inputs, statuses = table.column("input").to_pylist(), table.column("status").to_pylist()
-    finished = table.column("finished_at").to_pylist()
-    chosen: dict[str, int] = {}
-    for i, (source, status) in enumerate(zip(inputs, statuses)):
-        kept = chosen.get(source)
-        if kept is None or (statuses[kept] != "ok" and (status == "ok" or finished[i] > finished[kept])):
-            chosen[source] = i
-    if len(chosen) == len(inputs):
+    The whole table in memory: for small outputs and tests. Large ones: ok_rows, failed_rows, counts.
+    """
+    fs, files = _files(output)
+    batches = [batch for _, batch in _batches(fs, files, SCHEMA.names)]
+    table = pa.Table.from_batches(batches, schema=SCHEMA)
+    if not table.num_rows:
         return table
-    return table.take(sorted(chosen.values()))
+    hi, lo = _hashes(table.column("input"))
+    chosen = _choose(hi, lo, _is_ok(table))
+    return table if len(chosen) == table.num_rows else table.take(chosen)
 
 
-def compact(output: str) -> pa.Table:
-    """Merge all parts into one deduplicated file and return it.
+def _repeats(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Positions (ascending) of the pairs that repeat an earlier pair. Rare: first-half collisions find them."""
+    ordered = np.sort(hi)  # a copy: 8 bytes a pair, for a moment
+    twice = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if not len(twice):
+        return np.zeros(0, dtype=np.int64)
+    at = np.nonzero(_sorted_member(twice, hi))[0]
+    return at[~_first_seen(hi[at], lo[at])]
 
-    The merged file is written before the old parts are deleted; a crash in between leaves rows twice,
-    which `read` (and the next compaction) resolves.
+
+class _Keys:
+    """One pass over the input, status and error_kind columns: which ok rows repeat an input's earlier ok row
+    (`repeats`), and which error rows are final, the newest error of an input with no ok row (`final`, with
+    their `kinds`). Ok rows and error rows are each numbered in commit order from per-file offsets, so that a
+    second pass over other columns picks the same rows out (a file that vanished in between shifts nothing).
+    Memory: 16 bytes an ok row and 24 an error row, while it runs.
+    """
+
+    def __init__(self, fs, files: list[str], repeats: bool = True, final: bool = True):
+        ok, errors = _Hashes(), _Hashes()
+        kinds: list[pa.Array] = []
+        self.ok_from: dict[int, int] = {}
+        self.error_from: dict[int, int] = {}
+        for index, batch in _batches(fs, files, ["input", "status", "error_kind"]):
+            if index not in self.ok_from:
+                self.ok_from[index], self.error_from[index] = ok.size, errors.size
+            is_ok = _is_ok(batch)
+            hi, lo = _hashes(batch.column("input"))
+            ok.extend(hi[is_ok], lo[is_ok])
+            if not is_ok.all():
+                errors.extend(hi[~is_ok], lo[~is_ok])
+                kinds.append(batch.column("error_kind").filter(pa.array(~is_ok)))
+        ok_hi, ok_lo = ok.take()
+        self.ok_rows = len(ok_hi)
+        self.repeats = _repeats(ok_hi, ok_lo) if repeats else np.zeros(0, dtype=np.int64)
+        self.final, self.kinds = np.zeros(0, dtype=np.int64), collections.Counter()
+        if final:
+            with_ok = _HashSet(ok_hi, ok_lo)  # sorts the arrays in place: commit order is gone from here on
+            del ok_hi, ok_lo
+            hi, lo = errors.take()
+            open_ = np.nonzero(~with_ok.contains(hi, lo))[0]
+            del with_ok
+            newest = open_[_choose(hi[open_], lo[open_], np.zeros(len(open_), dtype=bool))]  # each one's last
+            self.final = newest
+            if kinds:
+                chosen = pa.chunked_array(kinds, type=pa.string()).take(pa.array(newest))
+                self.kinds = collections.Counter(pc.fill_null(chosen, "").to_pylist())
+
+
+def _numbered(fs, files: list[str], names: list[str], first: dict[int, int], ok: bool,
+              chosen: np.ndarray, drop: bool) -> Iterator[pa.RecordBatch]:
+    """The ok (or error) rows, numbered as _Keys numbered them, without (drop) or with only the `chosen` ones."""
+    number, seen_file = 0, -1
+    for index, batch in _batches(fs, files, names):
+        if index != seen_file:
+            number, seen_file = first.get(index, number), index
+        kind = _is_ok(batch) if ok else ~_is_ok(batch)
+        count = int(kind.sum())
+        if not count:
+            continue
+        picked = _sorted_member(chosen, np.arange(number, number + count))
+        number += count
+        keep = ~picked if drop else picked
+        if keep.any():
+            yield batch.filter(pa.array(kind)).filter(pa.array(keep))
+
+
+def ok_rows(output: str, columns: Iterable[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Each input's first ok row, in commit order, streamed in batches of `columns` (default: all)."""
+    wanted, names = _names(columns, "status")
+    fs, files = _files(output)
+    keys = _Keys(fs, files, final=False)
+    for batch in _numbered(fs, files, names, keys.ok_from, True, keys.repeats, drop=True):
+        yield batch.select(wanted)
+
+
+def failed_rows(output: str, columns: Iterable[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The final error row of each input with no ok row (its newest error), in commit order, streamed."""
+    wanted, names = _names(columns, "status")
+    fs, files = _files(output)
+    keys = _Keys(fs, files, repeats=False)
+    if len(keys.final):
+        for batch in _numbered(fs, files, names, keys.error_from, False, keys.final, drop=False):
+            yield batch.select(wanted)
+
+
+def counts(output: str) -> dict:
+    """{"ok": inputs with an ok row, "error": inputs without one, "error_kinds": {kind: inputs}}."""
+    fs, files = _files(output)
+    keys = _Keys(fs, files)
+    return {"ok": keys.ok_rows - len(keys.repeats), "error": len(keys.final), "error_kinds": dict(keys.kinds)}
+
+
+# --- compaction ---
+
+
+def _temp_path(url: str) -> str:
+    """Where to write `url`'s content before it is committed; local temp names match the job's stale-temp cleanup."""
+    if storage.is_remote(url):
+        handle, temp = tempfile.mkstemp(suffix=".tmp")
+        os.close(handle)
+        return temp
+    path = storage.filesystem(url)[1]
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+
+
+def _commit_temp(temp: str, url: str) -> None:
+    """The temp file becomes `url` at once: a rename on disk, one upload to an object store."""
+    fs, path = storage.filesystem(url)
+    if storage.is_remote(url):
+        fs.put_file(temp, path)
+        os.remove(temp)
+        return
+    handle = os.open(temp, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+    os.replace(temp, path)
+
+
+def _drop_temp(temp: str) -> None:
+    if os.path.exists(temp):
+        os.remove(temp)
+
+
+@contextlib.contextmanager
+def _local_file_for(url: str):
+    """A local path to write `url`'s content to; committed when the block ends without an error."""
+    temp = _temp_path(url)
+    try:
+        yield temp
+        _commit_temp(temp, url)
+    finally:
+        _drop_temp(temp)
+
+
+class _SegmentWriter:
+    """Rows streamed into segment files of at most `rows_per_segment` rows, each committed whole when full."""
+
+    def __init__(self, folder: str, rows_per_segment: int, after_ns: int, replaces: list[str]):
+        self.folder, self.rows_per_segment, self._last_ns = folder, rows_per_segment, after_ns
+        self.schema = SCHEMA.with_metadata({_REPLACES: "\n".join(replaces).encode()})
+        self.rows = 0
+        self._writer = None
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            if self._writer is None:
+                name, self._last_ns = _unique_name("compacted", self._last_ns)
+                self._url = storage.join(self.folder, name)
+                self._temp = _temp_path(self._url)
+                self._writer = pq.ParquetWriter(self._temp, self.schema, compression="zstd")
+                self._count = 0
+            take = min(table.num_rows, self.rows_per_segment - self._count)
+            self._writer.write_table(table.slice(0, take))
+            self._count += take
+            self.rows += take
+            table = table.slice(take)
+            if self._count >= self.rows_per_segment:
+                self._finish(commit=True)
+
+    def _finish(self, commit: bool) -> None:
+        self._writer.close()
+        self._writer = None
+        try:
+            if commit:
+                _commit_temp(self._temp, self._url)
+        finally:
+            _drop_temp(self._temp)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._finish(commit=self._count > 0)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._finish(commit=False)
+
+
+def _remove(fs, paths: list[str]) -> None:
+    if not paths:
+        return
+    if not _is_local(fs):
+        fs.rm(paths)  # one bulk request per thousand objects
+        return
+    for path in paths:
+        try:
+            fs.rm(path)
+        except FileNotFoundError:  # removed by another compaction already
+            pass
+
+
+def _footer(fs, path: str) -> tuple[int, list[str]]:
+    """(rows, the segments it replaced) from a segment's footer."""
+    with _parquet(fs, path) as reader:
+        replaced = (reader.schema_arrow.metadata or {}).get(_REPLACES, b"").decode()
+        return reader.metadata.num_rows, [n for n in replaced.split("\n") if n]
+
+
+def _groups(batches: Iterator[tuple[int, pa.RecordBatch]]) -> Iterator[pa.Table]:
+    group, rows, size = [], 0, 0
+    for _, batch in batches:
+        group.append(batch)
+        rows += batch.num_rows
+        size += batch.nbytes
+        if rows >= GROUP_ROWS or size >= GROUP_BYTES:
+            yield pa.Table.from_batches(group).combine_chunks()
+            group, rows, size = [], 0, 0
+    if group:
+        yield pa.Table.from_batches(group).combine_chunks()
+
+
+def compact(output: str, rows_per_segment: int = SEGMENT_ROWS) -> int:
+    """Merge the parts written since the last compaction into new segments; returns the rows they hold.
+
+    Incremental and streaming: old segments are not read beyond the columns that say what they already hold
+    (input, status, error_kind), and not rewritten, except newest ones under MIN_SEGMENT_ROWS, which are
+    copied into the new segment first so that small reruns do not pile up files. Each new part row is kept
+    unless its input already counts: a repeated ok row, or an error for an input that is done. Within the
+    new rows, an input keeps its first ok row, else its newest error. New segments are committed before the
+    parts (and small segments) they replace are deleted: a crash in between leaves rows twice, which every
+    view and done_inputs resolve, and which the next compaction cleans up.
     """
     fs, parts = _part_paths(output)
-    table = read(output)
-    if len(parts) > 1:
-        write_part(output, table.to_pylist())
-        for part in parts:
-            try:
-                fs.rm(part)
-            except FileNotFoundError:  # removed by another compaction already
-                pass
-    return table
+    if not parts:
+        return 0
+    folder = directory(output)
+    _, segments = _segment_paths(output)
 
+    # 1. A crash between a compaction's commit and its deletions may have left the segments it merged: the
+    #    newest segment names them. Then the newest small segments, to be merged again.
+    if segments:
+        _, replaced = _footer(fs, segments[-1])
+        superseded = [s for s in segments if posixpath.basename(s) in replaced]
+        _remove(fs, superseded)
+        segments = [s for s in segments if s not in superseded]
+    tail, tail_rows = [], 0
+    for path in reversed(segments):
+        rows, _ = _footer(fs, path)
+        if tail_rows + rows >= min(MIN_SEGMENT_ROWS, rows_per_segment):  # the tail fits in the first new segment
+            break
+        tail.insert(0, path)
+        tail_rows += rows
+
+    # 2. What the segments hold already.
+    state = _done_set(fs, segments)
+    after_ns = max((int(_SEGMENT.match(posixpath.basename(s)).group(1)) for s in segments), default=0)
+    writer = _SegmentWriter(folder, rows_per_segment, after_ns, [posixpath.basename(s) for s in tail])
+    try:
+        # 3. The small newest segments first, as they are (their rows are in `state`), then the new rows.
+        for _, batch in _batches(fs, tail, SCHEMA.names):
+            writer.write(pa.Table.from_batches([batch]))
+        for group in _groups(_batches(fs, parts, SCHEMA.names)):
+            hi, lo = _hashes(group.column("input"))
+            is_ok = _is_ok(group)
+            permanent = ~is_ok & _permanent(group.column("error_kind"))
+            keep = np.zeros(len(hi), dtype=bool)
+            keep[_choose(hi, lo, is_ok)] = True
+            counted = state._ok.contains(hi, lo)
+            keep &= ~np.where(is_ok, counted, counted | state._permanent.contains(hi, lo))
+            writer.write(group.filter(pa.array(keep)))
+            state._ok.add(hi[keep & is_ok], lo[keep & is_ok])
+            state._permanent.add(hi[keep & permanent], lo[keep & permanent])
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+    # 4. Only now what they replace.
+    _remove(fs, tail)
+    _remove(fs, parts)
+    return writer.rows
+
+
+# --- errors.csv ---
 
 ERRORS_FILE = "errors.csv"  # beside manifest/: every failed input with its reason, for people and scripts
+ERROR_COLUMNS = ["input", "error_kind", "error"]
 
 
-def write_errors(output: str) -> tuple[str, int, list[dict]]:
-    """Write OUTPUT/errors.csv (input, error_kind, error) for every failed input; returns its path, the count
-    and the first few rows."""
-    import csv
+def write_errors(output: str, first: int = 5) -> tuple[str, int, list[dict]]:
+    """Stream OUTPUT/errors.csv (input, error_kind, error), one line per failed input, written atomically.
 
-    failed = [row for batch in failed_rows(output, ["input", "error_kind", "error"]) for row in batch.to_pylist()]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["input", "error_kind", "error"])
-    writer.writeheader()
-    writer.writerows(failed)
+    Returns its path, how many failed, and the first `first` of them as dicts, for the console.
+    """
     path = storage.join(output, ERRORS_FILE)
-    storage.write_text_atomic(path, buffer.getvalue())
-    return path, len(failed), failed[:100]
-
-
-# --- interim API (the manifest branch replaces these with bounded-memory versions) ---
-
-
-class _DoneSet:
-    def __init__(self, done: set):
-        self.done = done
-
-    def contains(self, values) -> np.ndarray:
-        values = values.to_pylist() if hasattr(values, "to_pylist") else list(values)
-        return np.array([v in self.done for v in values], bool)
-
-
-def done_inputs(output: str) -> _DoneSet:
-    """Inputs a rerun skips: every ok row, and errors that would recur (bad files, 404s)."""
-    table = read(output)
-    return _DoneSet({source for source, status, kind in zip(table.column("input").to_pylist(),
-                                                            table.column("status").to_pylist(),
-                                                            table.column("error_kind").to_pylist())
-                     if status == "ok" or not is_transient(kind or "")})
-
-
-def ok_rows(output: str, columns: list[str] | None = None):
-    table = read(output)
-    table = table.filter(pa.compute.equal(table.column("status"), "ok"))
-    yield from (table.select(columns) if columns else table).to_batches()
-
-
-def failed_rows(output: str, columns: list[str] | None = None):
-    table = read(output)
-    table = table.filter(pa.compute.not_equal(table.column("status"), "ok"))
-    yield from (table.select(columns) if columns else table).to_batches()
+    count, shown = 0, []
+    with _local_file_for(path) as temp, open(temp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(ERROR_COLUMNS)
+        for batch in failed_rows(output, ERROR_COLUMNS):
+            rows = list(zip(*(batch.column(c).to_pylist() for c in ERROR_COLUMNS), strict=True))
+            writer.writerows(rows)
+            if len(shown) < first:
+                shown += [dict(zip(ERROR_COLUMNS, row, strict=True)) for row in rows[:first - len(shown)]]
+            count += len(rows)
+        f.flush()
+    return path, count, shown

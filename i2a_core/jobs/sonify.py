@@ -60,7 +60,7 @@ class SonifyJob:
     stall_timeout: float = STALL_TIMEOUT_S
     shown_failures: int = SHOWN_FAILURES  # failed inputs named on the console
     rows_per_part: int = manifest.PART_ROWS  # manifest rows per committed part ...
-    commit_every: float = manifest.PART_SECONDS  # ... or what finished within this many seconds
+    commit_every: float = manifest.PART_EVERY_S  # ... or what finished within this many seconds
 
 
 @dataclass
@@ -227,8 +227,8 @@ def _run_leased(job: SonifyJob, held: lease.Lease, log) -> JobSummary:
         if strategy != "local":
             require_shared_output(job.output)
         resources = runner.cluster_resources() if strategy != "local" else {}
-        writer = manifest.PartWriter(manifest.directory(job.output), rows_per_part=job.rows_per_part,
-                                     every_s=job.commit_every)
+        writer = manifest.PartWriter(manifest.directory(job.output), manifest.SCHEMA,
+                                     rows_per_part=job.rows_per_part, every_s=job.commit_every)
         stopped: BaseException | None = None
         try:
             for part, chain, part_strategy in ((plans.images, image_chain(job, strategy, resources.get("CPU", 1.0),
@@ -256,7 +256,7 @@ def _run_leased(job: SonifyJob, held: lease.Lease, log) -> JobSummary:
 
 def _report(job: SonifyJob, summary: JobSummary, log) -> None:
     manifest.compact(job.output)
-    errors_path, summary.failed, first = manifest.write_errors(job.output)
+    errors_path, summary.failed, first = manifest.write_errors(job.output, first=job.shown_failures)
     gallery.update_gallery(job.output, manifest.ok_rows(job.output), manifest.failed_rows(job.output),
                            info=_gallery_info(job, summary.listed), page_size=job.page_size)
     log(summary.line())
