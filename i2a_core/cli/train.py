@@ -112,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
     skipped = [r for r in summary.records if r["status"] == "skipped"]
     for record in skipped + failed:
         print(f"  {record['trial']}: {record['status']} ({record['reason']})")
-    if summary.stalled:
-        print(f"stalled: {summary.stalled}")
     print(f"{len(summary.records) - len(failed) - len(skipped)} trials finished, {len(skipped)} skipped, "
           f"{len(failed)} failed; best: {summary.best or 'none'}; leaderboard: {args.output}/leaderboard.md")
     if summary.random_weights:
