@@ -4,79 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import free_port, write_images
+from cluster import LocalCluster
+from helpers import write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
 
-def _wait_for(check, what: str, timeout_s: float = 120.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError:
-            pass
-        time.sleep(1.0)
-    raise TimeoutError(f"cluster: {what} not ready after {timeout_s:.0f} s")
-
-
-def _alive_nodes(dashboard: str) -> list[dict]:
-    with urllib.request.urlopen(f"{dashboard}/api/v0/nodes?limit=10", timeout=5) as response:
-        nodes = json.load(response)["data"]["result"]["result"]
-    return [node for node in nodes if node["state"] == "ALIVE"]
-
-
 @pytest.fixture(scope="module")
 def cluster(i2a_cache):
     """`ray start --head` (CPU only) plus a second `ray start` node that declares one logical GPU."""
-    temp_dir = f"/tmp/i2a-ray-{os.getpid()}"  # short: Ray's unix sockets live under it
-    port, dashboard_port = free_port(), free_port()
-    # Token auth would need the token on every node and client; a loopback test cluster does without.
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    common = ["--block", "--disable-usage-stats"]
-
-    def own_ports() -> list[str]:
-        # Both nodes share this host with the test session's own Ray: the agent's fixed default ports collide.
-        return [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
-
-    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard_port}",
-                             "--dashboard-host=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
-                             f"--temp-dir={temp_dir}", *own_ports(), *common],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    dashboard = f"http://127.0.0.1:{dashboard_port}"
-    processes = [head]
-    try:
-        _wait_for(lambda: _alive_nodes(dashboard), "head node")
-        processes.append(subprocess.Popen(
-            [RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", "--num-gpus=1", *own_ports(), *common],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        nodes = _wait_for(lambda: len(_alive_nodes(dashboard)) == 2 and _alive_nodes(dashboard), "GPU node")
-        assert sorted(node["resources_total"].get("GPU", 0) for node in nodes) == [0, 1]
-        yield {"dashboard": dashboard, "env": env, "cache": i2a_cache}
-    finally:
-        for process in processes:  # `ray start --block` stops its node's processes on SIGTERM
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        # Workers outlive their raylet for a moment; anything still naming our temp dir is ours.
-        subprocess.run(["pkill", "-9", "-f", temp_dir], check=False)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with LocalCluster(head_cpus=2, head_gpus=0) as local:
+        local.add_node(cpus=2, gpus=1)
+        assert sorted(node["resources_total"].get("GPU", 0) for node in local.alive_nodes()) == [0, 1]
+        yield {"dashboard": local.dashboard, "env": local.env, "cache": i2a_cache}
 
 
 def submit(cluster, job: str, *args: str, timeout_s: float = 400) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from i2a_core.cli.flags import add_lease_argument
+from i2a_core.jobs.train import DEFAULT_STALL_TIMEOUT_S, TrainConfig, train_grid
 from i2a_core.models.losses import LOSSES
-from i2a_core.training.data import DATASET_GROUPS
+from i2a_core.training.data import DATASET_GROUPS, DEFAULT_POOL_SIZE
 
 HELP = "train the translator grid on embedding Parquet and rank it"
 DESCRIPTION = """\
@@ -14,6 +15,12 @@ Train one MLP translator per grid point (--datasets x --losses x --hidden) as pa
 score each on a test split chosen by a hash of the row id (the same for every trial), and write under
 OUTPUT: trials/<name>/ (translator, metrics.json, loss.png), leaderboard.csv and leaderboard.md (ranked
 by image-row R@1, then cosine), best/ (the winner), plots/ and data.json (row counts, skipped rows).
+R@k and median rank rank each test row's own CLAP vector among a pool of --pool-size test rows (1,000,
+fixed by a hash of the id), so they mean the same at any dataset size.
+
+A trial whose node is lost is retried; one that still fails is marked failed in the leaderboard (exit 1).
+When no trial reports for --stall-timeout seconds (e.g. no alive node has the GPU a trial asks for), the
+grid says what it waits for, writes the leaderboard with what finished, and exits 1.
 
 Rerunning the same command keeps finished trials (those with metrics.json) and runs the rest.
 --retrieval adds the training-free retrieval translator (nearest AudioCaps captions) as one more row.
@@ -64,18 +71,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "text vector); its effect on image rows is in the leaderboard either way")
     optim.add_argument("--val-fraction", type=float, default=0.1, help="share of ids for validation (default: 0.1)")
     optim.add_argument("--test-fraction", type=float, default=0.1, help="share of ids for testing (default: 0.1)")
+    optim.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE,
+                       help=f"R@k and median rank rank each test row among this many test rows, pooled by a hash "
+                            f"of the id (default: {DEFAULT_POOL_SIZE})")
     run_group = parser.add_argument_group("execution")
     run_group.add_argument("--gpus-per-trial", type=float, default=0.0,
                            help="GPUs per trial, fractional (0.25 packs four trials per GPU); 0: CPU (default)")
     run_group.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")
+    run_group.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS",
+                           help="when no trial reports (an epoch, a start, an end) for this long, say what the grid "
+                                "waits for, keep what finished and exit 1 (default: %(default)g)")
     run_group.add_argument("--no-ray", action="store_true",
                            help="run trials one after another in this process instead of on Ray Tune")
     add_lease_argument(run_group)
 
 
-def config_from_args(args: argparse.Namespace):
-    from i2a_core.jobs.train import TrainConfig
-
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(
         input=args.input, output=args.output, datasets=args.datasets, losses=args.losses, hidden=args.hidden,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, patience=args.patience,
@@ -83,14 +94,12 @@ def config_from_args(args: argparse.Namespace):
         retrieval_k=args.retrieval_k, retrieval_temperature=args.retrieval_temperature,
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, ray=not args.no_ray,
-        take_over_lease=args.take_over_lease)
+        take_over_lease=args.take_over_lease, pool_size=args.pool_size, stall_timeout=args.stall_timeout)
     config.check()
     return config
 
 
 def run(args: argparse.Namespace) -> int:
-    from i2a_core.jobs.train import train_grid
-
     config = config_from_args(args)
     summary = train_grid(config)
     for position, record in enumerate(r for r in summary.records if r["status"] == "ok"):

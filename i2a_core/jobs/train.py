@@ -1,10 +1,16 @@
-"""The translator grid on Ray Tune: prepare data once, run unfinished trials in parallel, rank, plot, pick the best."""
+"""The translator grid on Ray Tune: prepare data once, run unfinished trials in parallel, rank, plot, pick the best.
+
+This driver imports no torch: trials are reached by dotted path (TUNE_TRIAL, IN_PROCESS) and built where they
+run. Whatever happens to the trials (an error, a lost node, a stall), the leaderboard is written, with each
+trial that did not finish marked failed and its reason.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -15,18 +21,33 @@ from i2a_core.errors import ConfigError
 from i2a_core.io import lease, storage
 from i2a_core.models.losses import LOSSES
 from i2a_core.progress import Progress
-from i2a_core.quiet import verbose
-from i2a_core.raycluster import require_shared_output
+from i2a_core.quiet import init_ray, verbose
+from i2a_core.raycluster import require_shared_output, waiting_for
 from i2a_core.refs import cache_dir
-from i2a_core.training.data import DATASET_GROUPS, load_prepared, prepare
-from i2a_core.training.trial import TrialResult, TrialSpec, group_problem, run_trial
+from i2a_core.runner import load
+from i2a_core.training.data import (
+    DATASET_GROUPS,
+    DEFAULT_POOL_SIZE,
+    data_key,
+    group_problem,
+    load_prepared,
+    open_prepared,
+    prepare,
+)
+from i2a_core.training.plots import loss_plot, metrics_plot
+from i2a_core.training.spec import TrialResult, TrialSpec
 
+# The torch side of a trial (training/trial.py), imported only where trials run.
+TUNE_TRIAL = "i2a_core.training.trial:tune_trial"
+IN_PROCESS = "i2a_core.training.trial:run_trials"
+TRIAL_RETRIES = 2  # Tune restarts a trial whose actor or node was lost (or that raised) this many times
+DEFAULT_STALL_TIMEOUT_S = 1800.0
 TRIAL_FILES = ("config.json", "model.safetensors", "metrics.json")
 LEADERBOARD_COLUMNS = (
     "rank", "trial", "status", "dataset", "loss", "hidden", "mean_shift",
     "image_r1", "image_r5", "image_r10", "image_median_rank", "image_cosine",
     "shift_effect_image_r1", "shift_effect_image_cosine",
-    "r1", "r5", "r10", "median_rank", "cosine", "mse", "best_val_loss",
+    "r1", "r5", "r10", "median_rank", "cosine", "mse", "best_val_loss", "pool_size",
     "epochs_run", "train_rows", "seconds", "reason",
 )
 
@@ -56,6 +77,8 @@ class TrainConfig:
     test_fraction: float = 0.1
     ray: bool = True  # False: trials one after another in this process (small runs, benchmark baseline)
     take_over_lease: bool = False  # take the output from a job that looks alive (see lease.py)
+    pool_size: int = DEFAULT_POOL_SIZE  # R@k and median rank among this many test rows (see training/scoring.py)
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT_S  # no trial reported for this long: say why, stop, exit 1
 
     def check(self) -> None:
         """Raise ValueError naming the setting when one cannot work."""
@@ -73,6 +96,10 @@ class TrainConfig:
         for name in ("lr", "temperature", "retrieval_temperature", "cpus_per_trial"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+        if self.pool_size < 2:
+            raise ConfigError(f"--pool-size {self.pool_size}: must be at least 2 (a pool of one ranks every row first)")
+        if not self.stall_timeout > 0:
+            raise ConfigError(f"--stall-timeout {self.stall_timeout:g}: must be positive (seconds)")
         if self.gpus_per_trial < 0:
             raise ConfigError(f"--gpus-per-trial {self.gpus_per_trial}: must not be negative")
         if not (0 < self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
@@ -97,6 +124,7 @@ class GridSummary:
     best: str | None  # winning trial's name
     stats: dict  # the prepared data's counts
     random_weights: bool = False  # the pairs came from untrained models: the metrics mean nothing
+    stalled: str = ""  # why the grid stopped waiting (--stall-timeout), '' when it did not
 
 
 RANDOM_WEIGHTS_NOTE = ("**Made from pairs of random, untrained models (a test preset): these metrics are "
@@ -132,11 +160,11 @@ def _train_leased(config: TrainConfig, specs: list[TrialSpec], log) -> GridSumma
         f"CLIP {stats['clip_dim']}-d -> CLAP {stats['clap_dim']}-d; skipped: {_skipped_text(stats)}")
     storage.write_text_atomic(storage.join(config.output, "data.json"), json.dumps(stats, indent=2))
     # 3. keep finished trials, skip groups without rows, run the rest
-    data = _open_prepared(data_url)
+    data = open_prepared(data_url)
     records: dict[str, dict] = {}
     pending = []
     for spec in specs:
-        finished = _finished_record(config.output, spec, data_url)
+        finished = _finished_record(config.output, spec, data_url, config.pool_size)
         problem = group_problem(data, spec.dataset)
         if finished:
             records[spec.name] = finished
@@ -146,19 +174,21 @@ def _train_leased(config: TrainConfig, specs: list[TrialSpec], log) -> GridSumma
             pending.append(spec)
     log(f"trials: {len(specs)} ({len(records) - _count(records, 'skipped')} finished earlier, "
         f"{_count(records, 'skipped')} skipped, {len(pending)} to run)")
+    stalled = ""
     if pending:
         run_pending = _run_on_ray if config.ray else _run_in_process
-        records.update(run_pending(pending, data_url, config, log))
-    # 4. rank, copy the winner, plot
+        outcome, stalled = run_pending(pending, data_url, config, log)
+        records.update(outcome)
+    # 4. rank, copy the winner, plot: always, whatever became of the trials
     ordered = [records[spec.name] for spec in specs]
     ranked = rank(ordered)
     random_weights = pairs_from_random_models(config.input)
-    _write_leaderboard(config.output, ranked, random_weights)
+    _write_leaderboard(config.output, ranked, config.pool_size, random_weights)
     best = next((r["trial"] for r in ranked if r["status"] == "ok"), None)
     if best:
         _copy_trial(config.output, best, storage.join(config.output, "best"))
-    _write_plots(config.output, ranked)
-    return GridSummary(records=ranked, best=best, stats=stats, random_weights=random_weights)
+    _write_plots(config.output, ranked, config.pool_size)
+    return GridSummary(records=ranked, best=best, stats=stats, random_weights=random_weights, stalled=stalled)
 
 
 def _prepare_data(config: TrainConfig) -> tuple[str, dict]:
@@ -177,65 +207,30 @@ def _prepare_data(config: TrainConfig) -> tuple[str, dict]:
     return url, load_prepared(directory).stats
 
 
-def _open_prepared(data_url: str):
-    """Memory-map the prepared arrays: in place when local, else from this node's copy (made once)."""
-    if storage.is_remote(data_url):
-        # On the driver's node the arrays were prepared here before the upload: no need to download them.
-        here = os.path.join(cache_dir(), "prepared", data_url.rstrip("/").rsplit("/", 1)[-1])
-        if os.path.exists(os.path.join(here, "stats.json")):
-            return load_prepared(here)
-    return load_prepared(storage.local_copy(data_url, os.path.join(cache_dir(), "downloads")))
-
-
-def _data_key(data_url: str) -> str:
-    """Names the prepared data: input fingerprint and split fractions (see dataset.prepare)."""
-    return data_url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _finished_record(output: str, spec: TrialSpec, data_url: str) -> dict | None:
+def _finished_record(output: str, spec: TrialSpec, data_url: str, pool_size: int) -> dict | None:
     url = storage.join(output, "trials", spec.name, "metrics.json")
     if not storage.exists(url):
         return None
-    record = json.loads(storage.read_text(url))
-    # Same name but other settings (epochs, lr...), other input rows or another split: train again,
-    # so that every leaderboard row was scored on the same test split.
-    if record.get("spec") != asdict(spec) or record.get("data") != _data_key(data_url):
+    try:
+        record = json.loads(storage.read_text(url))
+    except ValueError:  # cut short (by hand, or a full disk before atomic writes): train again
+        return None
+    # Same name but other settings (epochs, lr...), other input rows, another split or pool size: train
+    # again, so that every leaderboard row was scored on the same test split in the same pools.
+    if (record.get("spec") != asdict(spec) or record.get("data") != data_key(data_url)
+            or record.get("pool_size") != pool_size):
         return None
     return record
 
 
-def save_trial(output: str, result: TrialResult, data_url: str) -> dict:
-    """Write the translator, its loss curve and, last, metrics.json: the marker that the trial is finished."""
-    directory = storage.join(output, "trials", result.spec.name)
-    record = {**result.record(), "data": _data_key(data_url)}
-    if result.translator is not None:
-        result.translator.save(directory)
-    if result.history:
-        storage.write_bytes_atomic(storage.join(directory, "loss.png"), _loss_plot([record]))
-    storage.write_text_atomic(storage.join(directory, "metrics.json"), json.dumps(record, indent=2))
-    return record
+def _tune_trainable(trial_config: dict) -> None:
+    """Ray Tune's function trainable: imports the torch side in the trial's own process."""
+    load(TUNE_TRIAL)(trial_config)
 
 
-def tune_trial(trial_config: dict) -> None:
-    """Ray Tune function trainable: one grid point, written straight to --output."""
-    import torch
+def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log) -> tuple[dict[str, dict], str]:
+    """Run the trials on Ray Tune; returns a record for every one (failed ones with their reason) and the stall."""
     from ray import tune
-
-    from i2a_core.models.devices import pick_device
-
-    torch.set_num_threads(max(1, int(trial_config["cpus"])))
-    spec = TrialSpec(**trial_config["spec"])
-    data = _open_prepared(trial_config["data_url"])
-    device = pick_device(None) if trial_config["gpus"] > 0 else torch.device("cpu")
-    result = run_trial(spec, data, device, on_epoch=lambda record: tune.report(record))
-    record = save_trial(trial_config["output"], result, trial_config["data_url"])
-    tune.report({"done": True, "status": record["status"]})
-
-
-def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log) -> dict[str, dict]:
-    from ray import tune
-
-    from i2a_core.quiet import init_ray
 
     ray = init_ray()  # joins the cluster when run under `ray job submit` or with RAY_ADDRESS
     require_shared_output(config.output)
@@ -247,71 +242,171 @@ def _run_on_ray(specs: list[TrialSpec], data_url: str, config: TrainConfig, log)
     if config.cpus_per_trial > available.get("CPU", 0):  # Tune would wait for them (unless it autoscales)
         log(f"warning: each trial asks for {config.cpus_per_trial:g} CPUs but the Ray cluster has "
             f"{available.get('CPU', 0):g}; trials wait until the cluster grows")
-    resources = {"cpu": config.cpus_per_trial, "gpu": gpus}
     param_space = {"spec": tune.grid_search([asdict(s) for s in specs]), "data_url": data_url,
-                   "output": config.output, "cpus": config.cpus_per_trial, "gpus": gpus}
+                   "output": config.output, "cpus": config.cpus_per_trial, "gpus": gpus,
+                   "pool_size": config.pool_size}
     started = time.perf_counter()
     # Tune's own progress tables would bury ours; its experiment state is scratch (results live in --output).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not verbose():  # i2a says each failure, retry and stall in one line; Tune's tracebacks stay in --verbose
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Trials did not complete: [...]"
     scratch = tempfile.mkdtemp(prefix="i2a-tune-")
     progress = Progress(len(specs), "train", "trials")
+    watch = GridWatch(config.stall_timeout, {"CPU": config.cpus_per_trial, "GPU": gpus}, progress, log)
+    callback, stopper = _tune_hooks(watch)
     tuner = tune.Tuner(
-        tune.with_resources(tune_trial, resources),
+        tune.with_resources(_tune_trainable, {"cpu": config.cpus_per_trial, "gpu": gpus}),
         param_space=param_space,
         # Reusing actors saves each trial a fresh process and its torch import.
         tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
         run_config=tune.RunConfig(name="i2a-train", verbose=2 if verbose() else 0, storage_path=scratch,
-                                  callbacks=[_trial_progress(progress)]),
+                                  callbacks=[callback], stop=stopper,
+                                  failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES)),
     )
+    stopped = ""
     try:
-        results = tuner.fit()
+        try:
+            tuner.fit()
+        except Exception as e:  # Tune itself gave up: keep what finished, mark the rest failed, rank anyway
+            stopped = f"Tune stopped: {last_line(e)}"
+            log(f"  {stopped}")
+        # 5. a record per trial: its metrics.json, or failed with the error read when it happened (Tune keeps
+        # errors in the scratch folder, which goes next)
+        records = {}
+        for spec in specs:
+            record = _finished_record(config.output, spec, data_url, config.pool_size)
+            if record is None:
+                reason = (watch.errors.get(spec.name) or (f"stalled: {watch.stalled}" if watch.stalled else "")
+                          or stopped or "did not finish (no metrics.json was written)")
+                record = TrialResult(spec, "failed", reason).record()
+                log(f"  {spec.name}: failed ({reason})")
+            records[spec.name] = record
     finally:
         progress.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    records = {}
-    for result in results:
-        spec = TrialSpec(**result.config["spec"])
-        if result.error is not None:
-            # Not written to --output, so a rerun tries this trial again.
-            message = str(result.error).strip().splitlines()[-1][:300]
-            records[spec.name] = TrialResult(spec, "failed", message).record()
-            log(f"  {spec.name}: failed ({message})")
-            continue
-        records[spec.name] = json.loads(storage.read_text(storage.join(config.output, "trials", spec.name,
-                                                                       "metrics.json")))
     log(f"ran {len(specs)} trials on Ray in {time.perf_counter() - started:.1f}s")
-    return records
+    return records, watch.stalled
 
 
-def _trial_progress(progress: Progress):
-    """A Tune callback (it runs in the driver) that counts finished trials."""
-    from ray.tune import Callback
+class GridWatch:
+    """What the driver learns while Tune runs: each failure's error as it happens, retries, and stalls.
 
-    class TrialProgress(Callback):
+    A stall is `stall_timeout` seconds in which no trial started, reported an epoch, finished, failed or was
+    retried while trials remain; the grid then stops, saying in one line what it waits for.
+    """
+
+    def __init__(self, stall_timeout: float, demand: dict[str, float], progress=None, log=print,
+                 clock=time.monotonic):
+        self.stall_timeout, self.demand, self.progress = stall_timeout, demand, progress
+        self.log, self.clock = log, clock
+        self.errors: dict[str, str] = {}  # trial name -> its last error, one line
+        self.stalled = ""
+        self.last_event = clock()
+
+    def alive(self) -> None:
+        self.last_event = self.clock()
+
+    def finished(self, name: str, error: str = "") -> None:
+        if error:
+            self.errors[name] = error
+        if self.progress is not None:
+            self.progress.update(1)
+        self.alive()
+
+    def retrying(self, name: str, error: str, failures: int) -> None:
+        self.log(f"  {name}: {error}; retrying ({failures} of {TRIAL_RETRIES} retries)")
+        self.alive()
+
+    def should_stop(self, statuses: list[str]) -> bool:
+        """Whether the grid has stalled (said once, in one line); `statuses` are the trials' Tune statuses."""
+        if self.stalled:
+            return True
+        if self.clock() - self.last_event < self.stall_timeout:
+            return False
+        waiting, running = statuses.count("PENDING") + statuses.count("PAUSED"), statuses.count("RUNNING")
+        what = waiting_for(self.demand) if waiting else ""
+        if not what:
+            what = (f"waiting for {running} running trial(s) that report nothing (is an epoch longer than "
+                    f"--stall-timeout?)" if running else "waiting for Tune to start the trials")
+        self.stalled = f"no trial reported for {self.stall_timeout:g} s with {waiting + running} left; {what}"
+        self.log(f"stalled: {self.stalled}")
+        return True
+
+
+def _tune_hooks(watch: GridWatch):
+    """A Tune callback and stopper (both run in this driver's Tune loop) that feed and consult `watch`."""
+    from ray import tune
+
+    def name(trial) -> str:
+        return TrialSpec(**trial.config["spec"]).name
+
+    class Hooks(tune.Callback):
+        def __init__(self):
+            self.trials = []
+
+        def on_step_begin(self, iteration, trials, **info):
+            self.trials = trials
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            watch.alive()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            watch.alive()
+
         def on_trial_complete(self, iteration, trials, trial, **info):
-            progress.update(1)
+            watch.finished(name(trial))
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            watch.retrying(name(trial), _trial_error(trial), trial.run_metadata.num_failures)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            progress.update(1)
+            watch.finished(name(trial), _trial_error(trial))
 
-    return TrialProgress()
+    hooks = Hooks()
+
+    class StallStopper(tune.Stopper):
+        def __call__(self, trial_id, result) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return watch.should_stop([trial.status for trial in hooks.trials])
+
+        def __reduce__(self):
+            # Tune pickles its stopper into the experiment state (scratch here, never restored); the watch
+            # (a console, a clock) is this driver's alone, so none of it goes in.
+            return (dict, ())
+
+    return hooks, StallStopper()
 
 
-def _run_in_process(specs: list[TrialSpec], data_url: str, config: TrainConfig, log) -> dict[str, dict]:
-    import torch
+def _trial_error(trial) -> str:
+    """A failed Tune trial's error, one line, read now: from the file Tune has just appended it to on this node,
+    else from the trial's storage folder (where Tune would load it lazily, after the scratch folder is gone)."""
+    try:
+        if trial.error_file and os.path.exists(trial.error_file):
+            with open(trial.error_file, encoding="utf-8", errors="replace") as f:
+                error = f.read()
+        else:
+            error = trial.get_error()
+    except (OSError, ValueError, AttributeError) as e:
+        return f"failed (its error could not be read: {type(e).__name__})"
+    return last_line(error) if error else "failed (no error recorded)"
 
-    from i2a_core.models.devices import pick_device
 
-    data = _open_prepared(data_url)
-    device = pick_device(None) if config.gpus_per_trial > 0 else torch.device("cpu")
+def last_line(error) -> str:
+    """The last non-empty line of an error (where a traceback names what went wrong), at most 300 characters."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+def _run_in_process(specs: list[TrialSpec], data_url: str, config: TrainConfig, log) -> tuple[dict[str, dict], str]:
     started = time.perf_counter()
-    records = {}
     with Progress(len(specs), "train", "trials") as progress:
-        for spec in specs:
-            records[spec.name] = save_trial(config.output, run_trial(spec, data, device), data_url)
-            progress.update(1)
+        records = load(IN_PROCESS)([asdict(s) for s in specs], data_url, config.output, config.gpus_per_trial,
+                                   config.pool_size, on_done=lambda record: progress.update(1))
     log(f"ran {len(specs)} trials in this process in {time.perf_counter() - started:.1f}s")
-    return records
+    return records, ""
 
 
 def _count(records: dict, status: str) -> int:
@@ -334,8 +429,9 @@ def leaderboard_row(record: dict) -> dict:
         **{f"image_{k}": image.get(k) for k in ("r1", "r5", "r10", "median_rank", "cosine")},
         "shift_effect_image_r1": effect.get("r1"), "shift_effect_image_cosine": effect.get("cosine"),
         **{k: overall.get(k) for k in ("r1", "r5", "r10", "median_rank", "cosine", "mse")},
-        "best_val_loss": metrics.get("best_val_loss"), "epochs_run": record["epochs_run"],
-        "train_rows": record["train_rows"], "seconds": record["seconds"], "reason": record["reason"],
+        "best_val_loss": metrics.get("best_val_loss"), "pool_size": overall.get("pool_size"),
+        "epochs_run": record["epochs_run"], "train_rows": record["train_rows"], "seconds": record["seconds"],
+        "reason": record["reason"],
     }
 
 
@@ -343,14 +439,23 @@ def rank(records: list[dict]) -> list[dict]:
     """Finished trials by image-row R@1, then mean cosine (all rows); the rest after them, unranked."""
     def key(record):
         metrics = record.get("metrics") or {}
-        return (-metrics.get("image", {}).get("r1", -1.0), -metrics.get("all", {}).get("cosine", -1.0))
+        return (-(metrics.get("image", {}).get("r1") or -1.0), -(metrics.get("all", {}).get("cosine") or -1.0))
 
     ok = sorted((r for r in records if r["status"] == "ok"), key=key)
     rest = [r for r in records if r["status"] != "ok"]
     return ok + rest
 
 
-def _write_leaderboard(output: str, ranked: list[dict], random_weights: bool = False) -> None:
+def pool_note(pool_size: int) -> str:
+    """The leaderboard's sentence on what R@k and median rank mean."""
+    return (f"R@k and median rank: each test row's own CLAP vector ranked among a pool of {pool_size:,} test rows "
+            f"(`--pool-size`; pools are fixed by a hash of each row's id, as in the 1k retrieval protocols, so the "
+            f"figures mean the same at any dataset size; image rows are pooled among image rows; the `pool_size` "
+            f"column is smaller only when the test split has fewer rows than one pool). Cosine and MSE cover every "
+            f"test row.")
+
+
+def _write_leaderboard(output: str, ranked: list[dict], pool_size: int, random_weights: bool = False) -> None:
     rows = []
     for position, record in enumerate(ranked, 1):
         row = leaderboard_row(record)
@@ -363,10 +468,11 @@ def _write_leaderboard(output: str, ranked: list[dict], random_weights: bool = F
 
     shown = ("rank", "trial", "status", "image_r1", "image_r10", "image_median_rank", "image_cosine",
              "shift_effect_image_r1", "shift_effect_image_cosine", "r1", "r10", "median_rank", "cosine", "mse",
-             "epochs_run", "reason")
+             "pool_size", "epochs_run", "reason")
     lines = ["# Translator leaderboard", "", *([RANDOM_WEIGHTS_NOTE, ""] if random_weights else []),
              "Ranked by image-row R@1, then mean cosine, on the shared test split (split by hash of id). "
              "`shift_effect_*` is the change on image rows when the modality-gap mean shift is applied.", "",
+             pool_note(pool_size), "",
              "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in shown) + " |" for row in rows]
     storage.write_text_atomic(storage.join(output, "leaderboard.md"), "\n".join(lines) + "\n")
@@ -377,7 +483,7 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) >= 1 else f"{value:.3f}"
-    return str(value).replace("|", "/")
+    return str(value).replace("|", "/").replace("\n", " ")
 
 
 def _copy_trial(output: str, trial: str, target: str) -> None:
@@ -386,58 +492,10 @@ def _copy_trial(output: str, trial: str, target: str) -> None:
                                    storage.read_bytes(storage.join(output, "trials", trial, name)))
 
 
-def _figure_bytes(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
-
-
-def _loss_plot(records: list[dict]) -> bytes:
-    """Validation (solid) and training (dashed) loss per epoch, one panel per loss function."""
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
-    by_loss: dict[str, dict] = {}
-    for record in records:
-        by_loss.setdefault(record["spec"]["loss"], {})[record["trial"]] = record["history"]
-    figure = Figure(figsize=(5.5 * len(by_loss), 3.8), layout="constrained")
-    axes = figure.subplots(1, len(by_loss), squeeze=False)[0]
-    for ax, (loss, group) in zip(axes, by_loss.items()):
-        for name, history in group.items():
-            epochs = [h["epoch"] for h in history]
-            line, = ax.plot(epochs, [h["val_loss"] for h in history], label=name)
-            ax.plot(epochs, [h["train_loss"] for h in history], "--", color=line.get_color(), alpha=0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(title=f"{loss} loss per epoch", xlabel="epoch", ylabel=f"{loss} loss (unitless)")
-        styles = [Line2D([], [], color="0.3", label="validation"),
-                  Line2D([], [], color="0.3", linestyle="--", alpha=0.5, label="training")]
-        ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, fontsize=7)
-    return _figure_bytes(figure)
-
-
-def _write_plots(output: str, ranked: list[dict]) -> None:
-    from matplotlib.figure import Figure
-
+def _write_plots(output: str, ranked: list[dict], pool_size: int) -> None:
     finished = [r for r in ranked if r["status"] == "ok"]
     curves = [r for r in finished if r.get("history")]
     if curves:
-        storage.write_bytes_atomic(storage.join(output, "plots", "loss_curves.png"), _loss_plot(curves))
-    if not finished:
-        return
-    names = [r["trial"] for r in finished][::-1]  # best at the top
-    panels = [("image-row R@1", "R@1 on image rows (share of test rows)", lambda m: m.get("image", {}).get("r1")),
-              ("R@1, all rows", "R@1 (share of test rows)", lambda m: m.get("all", {}).get("r1")),
-              ("mean cosine, all rows", "cosine similarity (-1 to 1)", lambda m: m.get("all", {}).get("cosine"))]
-    figure = Figure(figsize=(15, 0.35 * len(names) + 1.8), layout="constrained")
-    axes = figure.subplots(1, len(panels), sharey=True)
-    for ax, (title, label, value) in zip(axes, panels):
-        values = [value(r["metrics"]) for r in finished[::-1]]
-        ax.barh(names, [v or 0.0 for v in values])
-        for position, v in enumerate(values):
-            if v is None:  # no rows to score on (no image rows): say so rather than draw a zero
-                ax.text(0, position, " n/a", va="center", fontsize=8, color="0.4")
-        ax.set(title=title, xlabel=label)
-    axes[0].set_ylabel("trial (best at the top)")
-    figure.suptitle("Translator grid: held-out test metrics")
-    storage.write_bytes_atomic(storage.join(output, "plots", "metrics.png"), _figure_bytes(figure))
+        storage.write_bytes_atomic(storage.join(output, "plots", "loss_curves.png"), loss_plot(curves))
+    if finished:
+        storage.write_bytes_atomic(storage.join(output, "plots", "metrics.png"), metrics_plot(finished, pool_size))

@@ -1,4 +1,8 @@
-"""Embedding Parquet -> validated, split, memory-mapped training arrays (one streaming pass, shared by all trials)."""
+"""Embedding Parquet -> validated, split, memory-mapped training arrays (one streaming pass, shared by all trials).
+
+The test split is stored in the order of a second hash of each row's id (its pool key), so that retrieval
+pools of any size are consecutive runs of rows: pool i of size P is test rows [i*P, (i+1)*P).
+"""
 
 from __future__ import annotations
 
@@ -17,16 +21,18 @@ from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from i2a_core.errors import DatasetError
 from i2a_core.io import storage
+from i2a_core.refs import cache_dir
 
 # The embed job's output contract (issue 3); training reads nothing else.
 REQUIRED_COLUMNS = ("id", "source", "modality", "caption", "clip", "clap")
 SPLITS = ("train", "val", "test")
 # Dataset groups of the thesis grid: which rows each trains on.
 DATASET_GROUPS = ("audiocaps", "images", "all")
-PREPARED_VERSION = "2"  # bump when the prepared layout changes
+PREPARED_VERSION = "3"  # bump when the prepared layout changes (3: test rows in pool-key order)
 READ_BATCH_ROWS = 8192
-
-
+# Retrieval metrics rank each test row's target among a pool of this many test rows (the 1k protocol), so
+# that R@k means the same at any dataset size; `i2a train --pool-size` changes it.
+DEFAULT_POOL_SIZE = 1000
 
 def split_of(row_id: str, val_fraction: float = 0.1, test_fraction: float = 0.1) -> str:
     """train/val/test by a hash of the id alone: the same for every trial, run and machine."""
@@ -37,6 +43,11 @@ def split_of(row_id: str, val_fraction: float = 0.1, test_fraction: float = 0.1)
     if u < test_fraction + val_fraction:
         return "val"
     return "train"
+
+
+def pool_key(row_id: str) -> int:
+    """A test row's place in the pool order: a hash of the id alone (salted, so unrelated to its split)."""
+    return int.from_bytes(hashlib.blake2b(row_id.encode("utf-8"), digest_size=8, person=b"i2a-pool").digest(), "big")
 
 
 def parquet_files(url: str) -> list[str]:
@@ -123,22 +134,46 @@ class PreparedData:
 
 
 class _SplitWriter:
-    """Appends one split's rows to flat float32/uint8 files, so memory stays at one read batch."""
+    """Appends one split's rows to flat float32/uint8 (and, for test, uint64 pool key) files: one batch in memory."""
 
     def __init__(self, directory: str, split: str):
-        self.files = {name: open(os.path.join(directory, f"{split}.{name}"), "wb")
-                      for name in ("clip", "clap", "flags")}
+        names = ("clip", "clap", "flags", "keys") if split == "test" else ("clip", "clap", "flags")
+        self.files = {name: open(os.path.join(directory, f"{split}.{name}"), "wb") for name in names}
         self.rows = 0
 
-    def append(self, clip: np.ndarray, clap: np.ndarray, flags: np.ndarray) -> None:
+    def append(self, clip: np.ndarray, clap: np.ndarray, flags: np.ndarray, keys: np.ndarray | None = None) -> None:
         self.files["clip"].write(np.ascontiguousarray(clip, np.float32).tobytes())
         self.files["clap"].write(np.ascontiguousarray(clap, np.float32).tobytes())
         self.files["flags"].write(np.ascontiguousarray(flags, np.uint8).tobytes())
+        if "keys" in self.files:
+            self.files["keys"].write(np.ascontiguousarray(keys, np.uint64).tobytes())
         self.rows += len(clip)
 
     def close(self) -> None:
         for f in self.files.values():
             f.close()
+
+
+def _sort_test_by_pool_key(directory: str, rows: int, clip_dim: int, clap_dim: int) -> None:
+    """Rewrite the test split's files in pool-key order, a batch of rows at a time.
+
+    Memory: the keys and their order (16 bytes per test row: 60 MB at WIT's 3.76M test rows) plus one batch.
+    """
+    keys_path = os.path.join(directory, "test.keys")
+    keys = np.fromfile(keys_path, np.uint64)
+    order = np.argsort(keys, kind="stable")  # equal keys (a repeated id) keep their input order
+    for name, dtype, dim in (("clip", np.float32, clip_dim), ("clap", np.float32, clap_dim), ("flags", np.uint8, 1)):
+        path = os.path.join(directory, f"test.{name}")
+        unsorted = np.memmap(path, dtype, mode="r", shape=(rows, dim))
+        with open(f"{path}.sorted", "wb") as out:
+            for start in range(0, rows, READ_BATCH_ROWS):
+                index = order[start:start + READ_BATCH_ROWS]
+                forward = np.sort(index)  # read the map forwards, then put the rows in key order
+                batch = np.asarray(unsorted[forward])[np.searchsorted(forward, index)]
+                out.write(np.ascontiguousarray(batch).tobytes())
+        del unsorted
+        os.replace(f"{path}.sorted", path)
+    keys[order].tofile(keys_path)
 
 
 def _vectors(column, dim: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
@@ -286,11 +321,13 @@ def _prepare_into(input_url: str, staging: str, fingerprint: str, val_fraction: 
             captions = batch.column("caption").to_pylist()
             split = np.array([split_of(str(i), val_fraction, test_fraction) for i in ids])
             is_audiocaps = np.array([s == "audiocaps" for s in sources], bool)
+            test_rows = np.flatnonzero(keep & (split == "test"))
+            test_keys = np.fromiter((pool_key(str(ids[i])) for i in test_rows), np.uint64, len(test_rows))
             is_image = np.array([m == "image" for m in modalities], bool)
             flags = is_audiocaps.astype(np.uint8) | (is_image.astype(np.uint8) << 1)
             for name in SPLITS:
                 rows = np.flatnonzero(keep & (split == name))
-                writers[name].append(clip[rows], clap[rows], flags[rows])
+                writers[name].append(clip[rows], clap[rows], flags[rows], test_keys if name == "test" else None)
                 if name == "train":  # modality means come from training rows only
                     for modality, mask in (("image", is_image[rows]), ("text", ~is_image[rows])):
                         if mask.any():
@@ -309,6 +346,8 @@ def _prepare_into(input_url: str, staging: str, fingerprint: str, val_fraction: 
     if valid == 0:
         raise DatasetError(f"{input_url}: no valid rows among {counts['rows_read']} "
                            f"(bad rows: {_describe_bad(counts)})")
+    if writers["test"].rows:
+        _sort_test_by_pool_key(staging, writers["test"].rows, dims["clip"], dims["clap"])
     stats = {
         "input": input_url, "fingerprint": fingerprint, "clip_dim": dims["clip"], "clap_dim": dims["clap"],
         "rows": {name: writers[name].rows for name in SPLITS}, "rows_valid": valid,
@@ -317,6 +356,7 @@ def _prepare_into(input_url: str, staging: str, fingerprint: str, val_fraction: 
         "image_mean": _mean(sums["image"], sum_rows["image"], dims["clip"]),
         "text_mean": _mean(sums["text"], sum_rows["text"], dims["clip"]),
         "mean_rows": sum_rows,
+        "test_order": "pool key (blake2b of the id, person i2a-pool); pool i of size P is test rows [i*P, (i+1)*P)",
     }
     with open(os.path.join(staging, "bank_captions.json"), "w", encoding="utf-8") as f:
         json.dump(bank_captions["train"] + bank_captions["val"], f)
@@ -334,6 +374,12 @@ def _describe_bad(counts: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in bad.items()) or "none"
 
 
+def _mapped(directory: str, split: str, name: str, rows: int, dim: int) -> np.ndarray:
+    if rows == 0:
+        return np.zeros((0, dim), np.float32)
+    return np.memmap(os.path.join(directory, f"{split}.{name}"), np.float32, mode="r", shape=(rows, dim))
+
+
 def load_prepared(directory: str) -> PreparedData:
     """Memory-map a prepared directory: nothing is read until a trial indexes it."""
     with open(os.path.join(directory, "stats.json")) as f:
@@ -342,12 +388,31 @@ def load_prepared(directory: str) -> PreparedData:
     for split in SPLITS:
         n = stats["rows"][split]
         flags = np.fromfile(os.path.join(directory, f"{split}.flags"), np.uint8)
-
-        def mapped(name: str, dim: int) -> np.ndarray:
-            if n == 0:
-                return np.zeros((0, dim), np.float32)
-            return np.memmap(os.path.join(directory, f"{split}.{name}"), np.float32, mode="r", shape=(n, dim))
-
-        splits[split] = SplitArrays(clip=mapped("clip", stats["clip_dim"]), clap=mapped("clap", stats["clap_dim"]),
+        splits[split] = SplitArrays(clip=_mapped(directory, split, "clip", n, stats["clip_dim"]),
+                                    clap=_mapped(directory, split, "clap", n, stats["clap_dim"]),
                                     is_audiocaps=(flags & 1).astype(bool), is_image=(flags & 2).astype(bool))
     return PreparedData(directory=directory, stats=stats, splits=splits)
+
+
+def open_prepared(data_url: str) -> PreparedData:
+    """Memory-map the prepared arrays: in place when local, else from this node's copy (made once)."""
+    if storage.is_remote(data_url):
+        # On the driver's node the arrays were prepared here before the upload: no need to download them.
+        here = os.path.join(cache_dir(), "prepared", data_key(data_url))
+        if os.path.exists(os.path.join(here, "stats.json")):
+            return load_prepared(here)
+    return load_prepared(storage.local_copy(data_url, os.path.join(cache_dir(), "downloads")))
+
+
+def data_key(data_url: str) -> str:
+    """Names the prepared data: layout version, input fingerprint and split fractions (see prepare)."""
+    return data_url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def group_problem(data: PreparedData, dataset: str) -> str:
+    """Why a dataset group cannot be trained ('' when it can)."""
+    train = len(data.splits["train"].group_rows(dataset))
+    val = len(data.splits["val"].group_rows(dataset))
+    if train == 0 or val == 0:
+        return f"dataset '{dataset}' has no rows in the input's {'train' if train == 0 else 'val'} split"
+    return ""

@@ -1,78 +1,29 @@
-"""One translator trial: train on a dataset group with early stopping, then score it on the shared test split."""
+"""One translator trial: train on a dataset group with early stopping, score it on the shared test split, save it.
+
+This is the torch side of the grid. Drivers reach it by dotted path (jobs/train.py: TUNE_TRIAL, IN_PROCESS),
+so that `i2a train --help` and the Tune driver never import torch.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from i2a_core.io import storage
+from i2a_core.models.devices import pick_device
 from i2a_core.models.losses import get_loss
 from i2a_core.models.translator import MLPTranslator, RetrievalTranslator, Translator, TranslatorConfig
-from i2a_core.training.data import PreparedData, SplitArrays
+from i2a_core.training.data import DEFAULT_POOL_SIZE, PreparedData, SplitArrays, data_key, group_problem, open_prepared
+from i2a_core.training.plots import loss_plot
+from i2a_core.training.scoring import evaluate
+from i2a_core.training.spec import TrialResult, TrialSpec
 
-RECALL_AT = (1, 5, 10)
-EVAL_BATCH_ROWS = 1024
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """One grid point plus the optimisation settings every trial shares.
-
-    kind "retrieval" is the training-free translator: it uses dataset audiocaps, top_k and temperature.
-    """
-
-    dataset: str
-    loss: str
-    hidden: int
-    kind: str = "mlp"
-    top_k: int = 10
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0
-    patience: int = 3
-    temperature: float = 0.07
-    mean_shift: bool = False
-
-    @property
-    def name(self) -> str:
-        if self.kind == "retrieval":
-            return f"retrieval-k{self.top_k}"
-        return f"{self.dataset}-{self.loss}-h{self.hidden}"
-
-
-@dataclass
-class TrialResult:
-    """What a trial produced: the translator (None when it failed), its history and its test metrics."""
-
-    spec: TrialSpec
-    status: str  # ok | skipped | diverged (| failed, set by the pipeline when a trial raised)
-    reason: str = ""
-    translator: Translator | None = None
-    history: list[dict] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-    train_rows: int = 0
-    seconds: float = 0.0
-
-    def record(self) -> dict:
-        """The JSON-able summary written as metrics.json."""
-        return {"trial": self.spec.name, "spec": asdict(self.spec), "status": self.status, "reason": self.reason,
-                "train_rows": self.train_rows, "seconds": round(self.seconds, 3),
-                "epochs_run": len(self.history), "history": self.history, "metrics": self.metrics}
-
-
-def group_problem(data: PreparedData, dataset: str) -> str:
-    """Why a dataset group cannot be trained ('' when it can)."""
-    train = len(data.splits["train"].group_rows(dataset))
-    val = len(data.splits["val"].group_rows(dataset))
-    if train == 0 or val == 0:
-        return f"dataset '{dataset}' has no rows in the input's {'train' if train == 0 else 'val'} split"
-    return ""
+__all__ = ["TrialSpec", "TrialResult", "evaluate", "run_trial", "save_trial", "tune_trial", "run_trials"]
 
 
 def _batches(split: SplitArrays, rows: np.ndarray, batch_size: int, device: torch.device):
@@ -93,14 +44,16 @@ def _val_loss(model: Translator, loss_fn, split: SplitArrays, rows: np.ndarray, 
     return total / count
 
 
-def run_trial(spec: TrialSpec, data: PreparedData, device: str | torch.device = "cpu", on_epoch=None) -> TrialResult:
-    """Train (or, for retrieval, build) one translator and score it on the test split."""
+def run_trial(spec: TrialSpec, data: PreparedData, device: str | torch.device = "cpu", on_epoch=None,
+              pool_size: int = DEFAULT_POOL_SIZE) -> TrialResult:
+    """Train (or, for retrieval, build) one translator and score it on the test split (R@k in pools of `pool_size`)."""
     if spec.kind == "retrieval":
-        return build_retrieval(spec, data, torch.device(device))
-    return train_trial(spec, data, torch.device(device), on_epoch)
+        return build_retrieval(spec, data, torch.device(device), pool_size)
+    return train_trial(spec, data, torch.device(device), on_epoch, pool_size)
 
 
-def train_trial(spec: TrialSpec, data: PreparedData, device: torch.device, on_epoch=None) -> TrialResult:
+def train_trial(spec: TrialSpec, data: PreparedData, device: torch.device, on_epoch=None,
+                pool_size: int = DEFAULT_POOL_SIZE) -> TrialResult:
     """Train one MLP translator; `on_epoch(record)` sees each epoch's losses (Ray Tune reports through it)."""
     started = time.perf_counter()
     problem = group_problem(data, spec.dataset)
@@ -149,7 +102,7 @@ def train_trial(spec: TrialSpec, data: PreparedData, device: torch.device, on_ep
     model.load_state_dict(best_state)
     # The shift maps image vectors towards text ones: it helps translators trained on text pairs only.
     _set_modality_means(model, data, spec.mean_shift and spec.dataset == "audiocaps")
-    metrics = evaluate(model, data.splits["test"], device)
+    metrics = evaluate(model, data.splits["test"], device, pool_size)
     metrics["best_val_loss"] = best_loss
     return TrialResult(spec, "ok", translator=model.cpu().eval(), history=history, metrics=metrics,
                        train_rows=len(train_rows), seconds=time.perf_counter() - started)
@@ -162,7 +115,8 @@ def _set_modality_means(translator: Translator, data: PreparedData, mean_shift: 
     translator.config.mean_shift = mean_shift
 
 
-def build_retrieval(spec: TrialSpec, data: PreparedData, device: torch.device) -> TrialResult:
+def build_retrieval(spec: TrialSpec, data: PreparedData, device: torch.device,
+                    pool_size: int = DEFAULT_POOL_SIZE) -> TrialResult:
     """The training-free retrieval translator over the AudioCaps train+val rows, scored like a trained one."""
     started = time.perf_counter()
     problem = group_problem(data, "audiocaps")
@@ -173,59 +127,54 @@ def build_retrieval(spec: TrialSpec, data: PreparedData, device: torch.device) -
         clip, clap, captions, top_k=spec.top_k, temperature=spec.temperature,
         extra={"dataset": "audiocaps", "input": data.stats["input"]})
     _set_modality_means(translator, data, spec.mean_shift)
-    metrics = evaluate(translator.to(device), data.splits["test"], device)
+    metrics = evaluate(translator.to(device), data.splits["test"], device, pool_size)
     return TrialResult(spec, "ok", translator=translator.cpu().eval(), metrics=metrics, train_rows=len(captions),
                        seconds=time.perf_counter() - started)
 
 
-def retrieval_scores(predictions: torch.Tensor, targets: torch.Tensor) -> dict:
-    """Mean cosine, MSE, R@k and median rank of each row's own target among all targets (rank 1 = best)."""
-    predictions, targets = F.normalize(predictions, dim=-1), F.normalize(targets, dim=-1)
-    ranks = []
-    for start in range(0, len(predictions), EVAL_BATCH_ROWS):  # chunks keep the n x n similarity small
-        pred = predictions[start:start + EVAL_BATCH_ROWS]
-        similarity = pred @ targets.T
-        rows = torch.arange(len(pred), device=pred.device)
-        own = similarity[rows, rows + start]
-        ranks.append((similarity > own.unsqueeze(1)).sum(dim=1) + 1)
-    rank = torch.cat(ranks).double().cpu()
-    scores = {"rows": len(predictions),
-              "cosine": (predictions * targets).sum(dim=-1).mean().item(),
-              "mse": F.mse_loss(predictions, targets).item()}
-    for k in RECALL_AT:
-        scores[f"r{k}"] = (rank <= k).double().mean().item()
-    scores["median_rank"] = rank.median().item()
-    return scores
+def save_trial(output: str, result: TrialResult, data_url: str, pool_size: int) -> dict:
+    """Write the translator, its loss curve and, last, metrics.json: the marker that the trial is finished."""
+    directory = storage.join(output, "trials", result.spec.name)
+    record = {**result.record(), "data": data_key(data_url), "pool_size": pool_size}
+    if result.translator is not None:
+        result.translator.save(directory)
+    if result.history:
+        storage.write_bytes_atomic(storage.join(directory, "loss.png"), loss_plot([record]))
+    storage.write_text_atomic(storage.join(directory, "metrics.json"), json.dumps(record, indent=2))
+    return record
 
 
-@torch.no_grad()
-def _predict(translator: Translator, clip: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.cat([translator(torch.from_numpy(np.array(clip[i:i + EVAL_BATCH_ROWS])).to(device))
-                      for i in range(0, len(clip), EVAL_BATCH_ROWS)])
+def _device(gpus: float) -> torch.device:
+    return pick_device(None) if gpus > 0 else torch.device("cpu")
 
 
-def evaluate(translator: Translator, test: SplitArrays, device: torch.device = torch.device("cpu")) -> dict:
-    """Test metrics on all rows and on image rows alone, the latter with and without the mean shift.
+def tune_trial(trial_config: dict) -> None:
+    """The body of the Ray Tune trainable: one grid point, written straight to --output.
 
-    The test split is the whole input's, whatever the trial trained on, so every trial's numbers compare.
-    "image" metrics use the translator as configured; "image_shift_delta" is (with shift) - (without) on
-    image rows: the modality-gap correction's effect.
+    trial_config: spec (TrialSpec fields), data_url, output, cpus, gpus, pool_size. Each epoch is reported
+    to Tune (the driver's stall watch sees it), then a final {"done": True, "status": ...}.
     """
-    translator = translator.eval()
-    if len(test) == 0:
-        return {}
-    targets = torch.from_numpy(np.array(test.clap)).to(device)
-    metrics = {"all": retrieval_scores(_predict(translator, test.clip, device), targets)}
-    images = np.flatnonzero(test.is_image)
-    if len(images):
-        image_clip, image_targets = test.clip[images], targets[images]
-        configured = translator.config.mean_shift
-        by_shift = {}
-        for shift in (False, True):
-            translator.config.mean_shift = shift
-            by_shift[shift] = retrieval_scores(_predict(translator, image_clip, device), image_targets)
-        translator.config.mean_shift = configured
-        metrics["image"] = by_shift[configured]
-        metrics["image_shift_delta"] = {k: by_shift[True][k] - by_shift[False][k]
-                                        for k in ("cosine", "r1", "r10", "median_rank")}
-    return metrics
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(trial_config["cpus"])))
+    spec = TrialSpec(**trial_config["spec"])
+    data = open_prepared(trial_config["data_url"])
+    result = run_trial(spec, data, _device(trial_config["gpus"]), on_epoch=tune.report,
+                       pool_size=trial_config["pool_size"])
+    record = save_trial(trial_config["output"], result, trial_config["data_url"], trial_config["pool_size"])
+    tune.report({"done": True, "status": record["status"]})
+
+
+def run_trials(specs: list[dict], data_url: str, output: str, gpus: float, pool_size: int,
+               on_done=None) -> dict[str, dict]:
+    """Trials one after another in this process (`i2a train --no-ray`); `on_done(record)` after each."""
+    data = open_prepared(data_url)
+    device = _device(gpus)
+    records = {}
+    for fields in specs:
+        spec = TrialSpec(**fields)
+        records[spec.name] = save_trial(output, run_trial(spec, data, device, pool_size=pool_size), data_url,
+                                        pool_size)
+        if on_done:
+            on_done(records[spec.name])
+    return records
