@@ -428,12 +428,12 @@ def gpu_less_cluster(i2a_cache):
         yield cluster
 
 
-def _train_on(cluster, tmp_path, *args: str) -> subprocess.Popen:
+def _train_on(cluster, tmp_path, *args: str, epochs: int = 20) -> subprocess.Popen:
     source = write_synthetic(str(tmp_path / "in"), 8000)
-    # 8,000 pairs, batch 32, 20 epochs: each trial trains for ~10 s, long enough to lose its node midway.
+    # 8,000 pairs, batch 32, 20 epochs: each trial trains for 4-10 s, long enough to lose its node midway.
     command = [sys.executable, "-m", "i2a_core.cli", "train", "--input", source, "--output", str(tmp_path / "out"),
-               "--datasets", "all", "--losses", "cosine,mse", "--hidden", "16", "--epochs", "20", "--patience", "20",
-               "--batch-size", "32", *args]
+               "--datasets", "all", "--losses", "cosine,mse", "--hidden", "16", "--epochs", str(epochs),
+               "--patience", str(epochs), "--batch-size", "32", *args]
     return subprocess.Popen(command, env=cluster.client_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -455,7 +455,7 @@ def _stop(process: subprocess.Popen) -> None:
 def test_trials_lost_with_their_node_are_retried_on_a_node_that_joins(gpu_less_cluster, tmp_path):
     cluster = gpu_less_cluster
     first = cluster.add_node(cpus=2, gpus=1)
-    process = _train_on(cluster, tmp_path, "--gpus-per-trial", "0.5", "--stall-timeout", "120")
+    process = _train_on(cluster, tmp_path, "--gpus-per-trial", "0.5", "--stall-timeout", "120", epochs=100)
     try:
         wait_for(lambda: process.poll() is not None or cluster.alive_actors(first), "a trial on the GPU node")
         time.sleep(3)  # both trials (half a GPU each) are training on the GPU node
@@ -472,14 +472,15 @@ def test_trials_lost_with_their_node_are_retried_on_a_node_that_joins(gpu_less_c
     assert sorted((r["trial"], r["status"]) for r in rows) == [("all-cosine-h16", "ok"), ("all-mse-h16", "ok")]
     assert sorted(os.listdir(tmp_path / "out" / "trials")) == ["all-cosine-h16", "all-mse-h16"]
     for name in ("all-cosine-h16", "all-mse-h16"):  # each trained once to the end, not twice over
-        assert len(json.load(open(tmp_path / "out" / "trials" / name / "metrics.json"))["history"]) == 20
+        assert len(json.load(open(tmp_path / "out" / "trials" / name / "metrics.json"))["history"]) == 100
     cluster.kill_node(replacement)
 
 
 def test_losing_the_only_gpu_node_ends_in_a_stall_report_and_a_leaderboard(gpu_less_cluster, tmp_path):
     cluster = gpu_less_cluster
     node = cluster.add_node(cpus=2, gpus=1)
-    process = _train_on(cluster, tmp_path, "--gpus-per-trial", "1", "--stall-timeout", "10")
+    # The second trial must still be running when its node goes: 100 epochs is 20-50 s of work.
+    process = _train_on(cluster, tmp_path, "--gpus-per-trial", "1", "--stall-timeout", "10", epochs=100)
     try:
         # one trial at a time: the first finishes, then the node is lost under the second
         wait_for(lambda: process.poll() is not None or any(
