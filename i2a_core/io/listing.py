@@ -17,7 +17,7 @@ Temporary disk: ~32 bytes per item of hashes plus the compressed rows.
 
 Names that are not UTF-8 (a folder's file `caf\\xff.jpg`) stay lossless. Arrow strings must be UTF-8, so in
 the tables each undecodable byte of `input` and `relative` is written as a NUL (which no path or accepted
-entry holds) and two hex digits; `os_string` gives back the string `open` and the seed need (PEP 383
+entry holds) and four hex digits; `os_string` gives back the string `open` and the seed need (PEP 383
 surrogate escapes). Their keys carry `%FF` and their display `\\xff`.
 """
 
@@ -489,7 +489,6 @@ _LINE_BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # control characters and line separators
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
-SCHEMES = ("http", "https", "s3", "file")
 
 
 def _entry_row(entry: str, folder: str, where: str = "") -> tuple[str, str, str, str]:
@@ -524,10 +523,10 @@ def _entry_row(entry: str, folder: str, where: str = "") -> tuple[str, str, str,
 
 def _bad(entry: str, reason: str, kind: str, where: str = "") -> tuple[str, str, str, str]:
     """An error row: named by the entry on one line, escaped and without credentials, cut if over-long."""
-    if len(entry) > MAX_ENTRY_CHARS:
-        shown = f"{_shown(entry[:60])}... ({len(entry):,} characters, {_short_hash(entry)})"
-    else:
-        shown = _shown(images.display_name(entry))
+    shown = images.display_name(entry)
+    if len(shown) > MAX_ENTRY_CHARS:
+        shown = f"{shown[:60]}... ({len(shown):,} characters, {_short_hash(shown)})"
+    shown = _shown(shown)
     return shown, "", f"{shown}: {reason}{where}", kind
 
 
@@ -675,6 +674,7 @@ def _key_hash(key: str) -> int:
 _RECORD = np.dtype([("seq", "<u8"), ("hi", "<u8"), ("lo", "<u8"), ("key", "<u8")])
 _KEYED = np.dtype([("seq", "<u8"), ("key", "<u8")])
 _BATCH = 8_192  # rows keyed at a time in the first pass
+_IN_MEMORY = 16_384  # rows kept in memory between the passes; a longer listing waits on disk
 _PARTITION_BITS = 8  # 256 partitions: one is sorted at a time
 _BUFFERED = 1 << 16  # hash records gathered before they are appended to the partition files
 
@@ -698,7 +698,7 @@ class _KeyedListing:
         self.count += len(rows[0])
         self.tables.append(table)
         self.records.append(records)
-        if self.count > self.window and self.scratch is None:
+        if self.count > min(self.window, _IN_MEMORY) and self.scratch is None:
             self.scratch = tempfile.mkdtemp(prefix="i2a-listing-")
             options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4") else None)
             self.spill = pa.ipc.new_stream(os.path.join(self.scratch, "rows.arrows"), SCHEMA, options=options)
