@@ -258,17 +258,20 @@ def test_parquet_lists_are_read_in_batches(tmp_path):
 # --- 4. memory ---
 
 _PEAK = textwrap.dedent("""
-    import os, resource, sys
+    import os, sys
     from i2a_core.io import listing
     folder, count = sys.argv[1], int(sys.argv[2])
     listing.list_inputs([os.path.join(folder, "warm.txt")])  # imports pyarrow's lazy modules
     path = os.path.join(folder, f"list-{count}.txt")
     with open(path, "w") as f:
         f.writelines(f"images/part{i % 1000:04d}/image_{i:09d}.jpg\\n" for i in range(count))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    def peak_kb():  # VmHWM: ru_maxrss would start from the parent's resident size at fork
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    before = peak_kb()
     listed = sum(window.num_rows for window in listing.list_windows([path], window=4096))
     assert listed == count, listed
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+    print(peak_kb() - before)
 """)
 
 
