@@ -5,15 +5,18 @@ output key (`key`), the name shown in messages and the manifest (`display`), and
 an input (a NUL byte, a gs:// URL, a field over the limit), why not (`error`, `error_kind`). Only whole-file
 problems (a list that is a folder, not UTF-8, not Parquet) raise ListError.
 
-Keys are unique across the whole listing, so listing runs in two passes. The first reads every source once,
-in order, and keeps the rows in a spill file (compressed Arrow IPC in a temporary folder) and three hashes per
-row in partition files: 128 bits of the input (an input listed twice is one input) and 64 bits of its
-lower-cased key. Between the passes each partition is sorted on its own; the second pass reads the rows back
-and gives suffixes to colliding keys only. What stays in memory per item: 8 bytes per distinct key (their
-sorted hashes, memory-mapped once the listing outgrows one window, against which suffixed keys are checked),
-8 bytes per dropped duplicate or colliding key, and ~70 bytes per suffixed key (a set of their hashes); besides
-that, one window, one partition (1/256 of the listing's hashes) and the entries of the largest single folder.
-Temporary disk: ~32 bytes per item of hashes plus the compressed rows.
+Keys are unique across the whole listing, so listing runs in two passes, and nothing is yielded before the
+first pass ends. The first pass reads every source once, in order (folders, s3:// pages and list files are
+streamed), and keeps the rows in a spill file (lz4 Arrow IPC in a temporary folder) and their hashes in 256
+partition files: 128 bits of the input (an input listed twice is one input) and 64 bits of its lower-cased
+key. Between the passes each partition is sorted on its own; the second pass reads the rows back and gives
+suffixes to colliding keys only, each checked against the memory-mapped sorted hashes of every key.
+
+Memory that remains per item: none for an ordinary listing; 8 bytes per input listed twice or key shared, and
+~70 bytes per suffixed key (a set of their hashes). Besides that: one window of rows, one partition (1/256 of
+the hashes, 32 bytes an item), a Parquet list's largest row group, and the entries of the largest single
+folder (~70 bytes each). Listings up to 16,384 rows stay in memory. Temporary disk: ~77 bytes per item (32 of
+hashes, ~45 of compressed rows for paths of ~40 characters).
 
 Names that are not UTF-8 (a folder's file `caf\\xff.jpg`) stay lossless. Arrow strings must be UTF-8, so in
 the tables each undecodable byte of `input` and `relative` is written as a NUL (which no path or accepted
