@@ -158,8 +158,9 @@ def test_names_that_are_not_utf8_are_listed_losslessly(tmp_path):
 def test_a_root_that_is_not_utf8_is_listed(tmp_path):
     path = write_named(tmp_path, b"r\xff/a.png", b"x")
     root = os.fsdecode(os.path.dirname(path))  # what Python makes of such a command-line argument
-    (item,) = listing.list_inputs([root])
-    assert os.fsencode(item.input) == path and item.relative == "a.png" and item.key == "a"
+    (row,) = rows([root])  # in an Arrow table
+    assert os.fsencode(listing.os_string(row["input"])) == path and (row["relative"], row["key"]) == ("a.png", "a")
+    assert row["display"] == os.path.dirname(str(tmp_path / "r")) + "/r\\xff/a.png"
 
 
 # --- 3. keys and duplicates across the whole listing ---
