@@ -57,3 +57,22 @@ def i2a_command(*args: str) -> list[str]:
     import sys
 
     return [os.path.join(os.path.dirname(sys.executable), "i2a"), *args]
+
+
+def write_list(path, entries, bom: bool = False, newline: str = "\n") -> str:
+    """A .txt or .csv list file of `entries` (lines, already joined for CSV), UTF-8, optionally with a BOM."""
+    text = newline.join(entries) + newline
+    with open(path, "wb") as f:
+        f.write((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return str(path)
+
+
+def write_named(folder, name: bytes, data: bytes = b"") -> bytes:
+    """A file whose name is raw bytes (not necessarily UTF-8) in `folder`; returns its path as bytes."""
+    import os
+
+    path = os.path.join(os.fsencode(str(folder)), name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path

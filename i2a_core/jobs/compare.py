@@ -66,6 +66,8 @@ def _sonify_texts(job: CompareJob, output: str, log) -> None:
     captions = evaluation.read_captions(job.evaluation.captions)
     pairs = {}
     for item in listing.list_inputs([job.images]):
+        if item.error:  # an entry that is no input: the image rows report it
+            continue
         caption = evaluation._lookup_caption(item.input, captions)
         if caption:
             pairs.setdefault(caption, item.input)

@@ -176,7 +176,7 @@ def image_chain(job: SonifyJob, strategy: str, cpus: float = 1.0, gpus: float = 
     models, settings, device = job.models, job.settings, job.device if strategy == "local" else None
     gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)
     generators = job.actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
-    return Chain((
+    return Chain(key="display", stages=(
         Stage(f"{IMAGES}:read_images", {"limits": job.limits, "batch_size": settings.batch_size}, streaming=True),
         Stage(f"{IMAGES}:DecodeImages", {"clip": models.clip, "limits": job.limits}, batch_size=16,
               actors=max(1, int(cpus // 2)), num_cpus=0.5),
@@ -191,7 +191,7 @@ def image_chain(job: SonifyJob, strategy: str, cpus: float = 1.0, gpus: float = 
 
 def text_chain(job: SonifyJob) -> Chain:
     models, settings = job.models, job.settings
-    return Chain((
+    return Chain(key="display", stages=(
         Stage(f"{TEXTS}:EncodeTexts", {"audioldm": models.audioldm, "device": job.device}),
         Stage(f"{TEXTS}:GenerateAudio", {"audioldm": models.audioldm, "settings": settings, "device": job.device}),
         Stage(f"{WRITE}:WriteClips", {"output": job.output, "models": models, "settings": settings,

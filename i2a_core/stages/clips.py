@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from i2a_core.errors import classify
-from i2a_core.io import gallery, storage
+from i2a_core.io import gallery, listing, storage
 from i2a_core.specs import RANDOM_WEIGHTS_NOTE, SOUNDS_LIKE, GenerationSettings, ModelSpec
 from i2a_core.stages.images import strings
 
@@ -104,7 +104,7 @@ class WriteClips:
             rows.append(self._row(batch, i, ok, errors[i], kinds[i], audio_key, thumbnail_key, spectrogram_key,
                                   explanation, time.perf_counter() - started))
         out = {name: np.array([row[name] for row in rows], dtype=object) for name in rows[0]} if rows else {}
-        out["key"] = batch["key"]
+        out["display"] = batch["display"]  # the item's identity for the runner (the manifest's `input`)
         return out
 
     def _row(self, batch: Batch, i: int, ok: bool, error: str, kind: str, audio: str, thumbnail: str,
@@ -120,7 +120,8 @@ class WriteClips:
             "warning": str(batch["warning"][i]) if ok and "warning" in batch else "",
             "thumbnail": thumbnail if ok else "", "spectrogram": spectrogram if ok else "",
             "translator": self.models.translator if self.modality == "image" else None,
-            "seed": int(batch["seed"][i]) if "seed" in batch else seed_for(batch["relative"][i], settings.seed),
+            "seed": int(batch["seed"][i]) if "seed" in batch else
+            seed_for(listing.os_string(str(batch["relative"][i])), settings.seed),
             "scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance,
             "duration": settings.duration,
             "sample_rate": int(batch["sample_rate"][i]) if "sample_rate" in batch else None,

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from i2a_core.errors import classify
-from i2a_core.io import gallery, images
+from i2a_core.io import gallery, images, listing
 from i2a_core.models.clip import image_transform
 from i2a_core.specs import ClipSpec, ImageLimits
 
@@ -73,8 +73,8 @@ def read_images(chunks: Iterator[Batch], limits: ImageLimits, batch_size: int) -
                 elif row["error"]:  # failed already (a bad list entry): nothing to read
                     in_order.append((row, None))
                 else:
-                    in_order.append((row, pool.submit(_read_one, row["input"], row.get("display") or row["input"],
-                                                      limits)))
+                    in_order.append((row, pool.submit(_read_one, listing.os_string(row["input"]),
+                                                      row.get("display") or row["input"], limits)))
             ready = min(batch_size, len(in_order))
             if ready < batch_size and not exhausted:
                 continue

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from i2a_core.io import listing
 from i2a_core.models.audioldm import AudioLDMGenerator, ClapTextEncoder
 from i2a_core.models.clip import ClipEncoder
 from i2a_core.models.translator import load_translator
@@ -78,7 +79,7 @@ class GenerateAudio:
     def __call__(self, batch: Batch) -> Batch:
         ok = _pending(batch)
         n = len(batch["input"])
-        seeds = [seed_for(relative, self.settings.seed) for relative in strings(batch, "relative")]
+        seeds = [seed_for(listing.os_string(relative), self.settings.seed) for relative in strings(batch, "relative")]
         waveforms = [None] * n
         seconds = 0.0
         if ok:
