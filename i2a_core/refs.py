@@ -8,6 +8,7 @@ preprocessing, AudioLDM's shortest clip) from its config files alone, without lo
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import socket
@@ -134,7 +135,7 @@ def resolve_clip(spec: ClipSpec) -> tuple[str, str | None]:
     return spec.model, pretrained
 
 
-def clip_config(spec: ClipSpec) -> tuple[dict, dict]:
+def clip_config(spec: ClipSpec, preprocess: bool = True) -> tuple[dict, dict]:
     """CLIP's (model config, preprocessing config) from its config files alone: the one CLIP config reader.
 
     Generated and local-dir:/hf-hub: models carry open_clip_config.json; built-in names use open_clip's own
@@ -149,24 +150,39 @@ def clip_config(spec: ClipSpec) -> tuple[dict, dict]:
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise ModelUnavailable(f"cannot load CLIP '{spec.model}': {path} is not an open_clip config "
                                    f"({type(e).__name__})") from None
-    import open_clip
+    return _builtin_clip_config(spec.model), _pretrained_preprocess(spec) if preprocess else {}
 
-    model_cfg = open_clip.get_model_config(spec.model)
-    if model_cfg is None:
-        raise ModelUnavailable(f"cannot load CLIP '{spec.model}': not an open_clip model name "
-                               f"(see open_clip.list_models()), hf-hub:ORG/NAME or local-dir:PATH")
-    tag = open_clip.get_pretrained_cfg(spec.model, spec.pretrained) if spec.pretrained else None
-    return model_cfg, dict(tag or {})
+
+def _builtin_clip_config(name: str) -> dict:
+    """An open_clip built-in architecture's config, read from open_clip's own model_configs/NAME.json without
+    importing open_clip (which imports torch): drivers check jobs from config files alone."""
+    found = importlib.util.find_spec("open_clip")
+    folders = list(found.submodule_search_locations or []) if found else []
+    for folder in folders:
+        path = os.path.join(folder, "model_configs", f"{name}.json")
+        if os.path.isfile(path):
+            return json.loads(storage.read_bytes(path, limit=MAX_CONFIG_BYTES))
+    raise ModelUnavailable(f"cannot load CLIP '{name}': not an open_clip model name (see open_clip.list_models()), "
+                           f"hf-hub:ORG/NAME or local-dir:PATH")
+
+
+def _pretrained_preprocess(spec: ClipSpec) -> dict:
+    """The preprocessing a pretrained tag declares (mean, std, interpolation...): open_clip's registry."""
+    if not spec.pretrained or os.path.exists(spec.pretrained) or storage.is_remote(spec.pretrained):
+        return {}
+    import open_clip  # imports torch: only where the transform is built (decode stages), never for dims
+
+    return dict(open_clip.get_pretrained_cfg(spec.model, spec.pretrained) or {})
 
 
 def clip_dim(spec: ClipSpec) -> int:
     """CLIP's vector size, from its config."""
-    return int(clip_config(spec)[0]["embed_dim"])
+    return int(clip_config(spec, preprocess=False)[0]["embed_dim"])
 
 
 def clip_image_size(spec: ClipSpec) -> int:
     """The side of CLIP's square input, from its config (what `i2a fetch` resizes images to)."""
-    size = clip_config(spec)[0]["vision_cfg"].get("image_size", 224)
+    size = clip_config(spec, preprocess=False)[0]["vision_cfg"].get("image_size", 224)
     return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 

@@ -204,6 +204,7 @@ class RunReport:
     seconds: float = 0.0
     resubmitted: int = 0  # items whose worker died and that went to another one
     stalled: str = ""  # what the run waited for when it gave up ("" when it did not stall)
+    waiting: str = ""  # what it said it waited for, once
 
 
 class Committer:
@@ -466,7 +467,7 @@ def _run_actors(plan: Iterator[Batch], chain: Chain, commit: Committer, report: 
         if not inflight and source_done and not retry:
             return
         if not inflight:  # no actor could take work: wait for one, within the stall limit
-            _check_stall(commit, stall_timeout, {"CPU": 1.0}, report)
+            _check_stall(commit, stall_timeout, {"CPU": 1.0}, report, log)
             time.sleep(1.0)
             checked = 0.0
             continue
@@ -489,7 +490,7 @@ def _run_actors(plan: Iterator[Batch], chain: Chain, commit: Committer, report: 
             flight.left.difference_update(map(str, batch[chain.key]))
             commit(batch)
         if not ready:
-            _check_stall(commit, stall_timeout, {"CPU": 1.0}, report)
+            _check_stall(commit, stall_timeout, {"CPU": 1.0}, report, log)
 
 
 class WorkerLost(Exception):
@@ -502,10 +503,20 @@ class WorkerLost(Exception):
         super().__init__(self.reason)
 
 
-def _check_stall(commit: Committer, stall_timeout: float, demand: dict, report: RunReport) -> None:
-    if time.monotonic() - commit.last > stall_timeout:
-        report.stalled = raycluster.waiting_for(demand)
-        raise Stalled(f"nothing finished for {stall_timeout:g} s: {report.stalled}")
+WAIT_NOTE_S = 60.0  # nothing committed for this long (or a third of the stall limit): say what the job waits for
+
+
+def _check_stall(commit: Committer, stall_timeout: float, demand: dict, report: RunReport, log) -> None:
+    """Ray's "insufficient resources" warnings, as one i2a line; and the stall limit."""
+    idle = time.monotonic() - commit.last
+    if idle <= min(WAIT_NOTE_S, stall_timeout / 3):
+        report.waiting = ""  # work flows again: a later wait is said again
+    elif not report.waiting:
+        report.waiting = raycluster.waiting_for(demand) or "the workers (starting, or loading models)"
+        log(f"waiting: nothing finished for {idle:.0f} s; {report.waiting}")
+    if idle > stall_timeout:
+        report.stalled = raycluster.waiting_for(demand) or "the workers, which finished nothing"
+        raise Stalled(f"nothing finished for {stall_timeout:g} s; {report.stalled}")
 
 
 class _IsolatedStage:
@@ -552,12 +563,12 @@ def _run_data(plan: Plan, chain: Chain, commit: Committer, report: RunReport, st
     gpus = max((s.num_gpus for s in chain.stages), default=0.0)
     demand = {"GPU": gpus} if gpus else {"CPU": 1.0}
     for batch in _stream(dataset.iter_batches(batch_size=None, batch_format="numpy"), commit, stall_timeout,
-                         demand, report):
+                         demand, report, log):
         commit(batch)
 
 
 def _stream(batches: Iterator[Batch], commit: Committer, stall_timeout: float, demand: dict,
-            report: RunReport) -> Iterator[Batch]:
+            report: RunReport, log) -> Iterator[Batch]:
     """Batches from a background iterator, so that the driver can notice stalls and take interrupts."""
     out: queue.Queue = queue.Queue(maxsize=8)
     done = object()
@@ -575,7 +586,7 @@ def _stream(batches: Iterator[Batch], commit: Committer, stall_timeout: float, d
         try:
             item = out.get(timeout=1.0)
         except queue.Empty:
-            _check_stall(commit, stall_timeout, demand, report)
+            _check_stall(commit, stall_timeout, demand, report, log)
             continue
         if item is done:
             return
