@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -104,9 +105,11 @@ def _size(batch: Batch) -> int:
 def fail_rows(batch: Batch, rows, error: BaseException) -> Batch:
     """The batch with `rows` marked failed by `error` (kind and one-line reason naming each item)."""
     errors, kinds = batch["error"].astype(object), batch["error_kind"].astype(object)
-    names = batch.get("display", batch.get("input"))
+    names = next((batch[c] for c in ("display", "input", "key") if c in batch), None)
     for i in rows:
         kinds[i], errors[i] = classify(error, str(names[i]) if names is not None else "input")
+    if rows and kinds[rows[0]] == "internal":  # a bug, ours or a library's: its traceback goes to the log
+        traceback.print_exception(error, file=sys.stderr)  # (a Ray worker's log: `ray logs`, the dashboard)
     return {**batch, "error": errors, "error_kind": kinds}
 
 
@@ -549,7 +552,8 @@ def _run_data(plan: Plan, chain: Chain, commit: Committer, report: RunReport, st
     if not plan.files:
         return
     env = {"runtime_env": {"env_vars": ray_env()}}
-    dataset = ray.data.read_parquet(plan.files, **env)
+    # A read task asks for a sliver of a CPU (Ray Data's default is a whole one, which the stage actors may hold).
+    dataset = ray.data.read_parquet(plan.files, ray_remote_args={"num_cpus": 0.25, **env})
     for stage in chain.stages:
         if stage.actors:
             dataset = dataset.map_batches(

@@ -98,6 +98,14 @@ def _unique_name(prefix: str, after_ns: int) -> tuple[str, int]:
     return f"{prefix}-{ns:020d}-{secrets.token_hex(4)}.parquet", ns
 
 
+def _column(values, kind: pa.DataType) -> pa.Array:
+    """A numpy column as Arrow of the schema's type (object arrays of str, datetime, lists, None; or numbers)."""
+    try:
+        return pa.array(values, type=kind, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # datetimes Ray Data made naive, in us
+        return pa.array(list(values), from_pandas=True).cast(kind, safe=False)
+
+
 class PartWriter:
     """Rows in, atomic Parquet parts out: one part per `rows_per_part` rows, or sooner once the oldest buffered row
     has waited `every_s` seconds (checked on each `add`; `add([])` checks the clock alone).
@@ -160,8 +168,7 @@ class PartWriter:
 
     def _conform(self, rows) -> pa.Table:
         if isinstance(rows, dict):  # a numpy batch (column -> array), as the runner's stages return them
-            rows = pa.table({name: pa.array(list(values), type=self.schema.field(name).type)
-                             for name, values in rows.items()})
+            rows = pa.table({name: _column(values, self.schema.field(name).type) for name, values in rows.items()})
         if isinstance(rows, (pa.Table, pa.RecordBatch)):
             unknown = [n for n in rows.schema.names if n not in self.schema.names]
             if unknown:

@@ -9,6 +9,7 @@ compaction, errors.csv, gallery, summary).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from collections import Counter
@@ -353,7 +354,7 @@ class Sonifier:
             for i in range(len(made["input"])):
                 if made["error"][i]:
                     raise ConfigError(made["error"][i])
-                explanation = made["explanation"][i] or {}
+                explanation = json.loads(made["explanation"][i]) if made["explanation"][i] else {}
                 out.append(Clip(made["waveform"][i], int(made["sample_rate"][i]),
                                 {"input": made["display"][i], "seed": int(made["seed"][i]),
                                  **self.settings.describe(), **explanation}))
