@@ -111,11 +111,12 @@ def test_a_lost_worker_node_is_redone_elsewhere_and_a_node_that_joins_gets_work(
 
 
 def test_losing_the_only_gpu_node_ends_in_a_stall_report(cluster, tmp_path):
-    write_images(tmp_path / "in", [f"img{i:03d}.png" for i in range(40)])
+    write_images(tmp_path / "in", [f"img{i:03d}.png" for i in range(60)], size=(16, 16))
     gpu = cluster.add_node(cpus=2, gpus=1)
-    job = _job(cluster, tmp_path, "--gpus-per-actor", "1", "--stall-timeout", "15")
+    slow = ["--steps", "200", "--duration", "4"]  # a clip or two a second: the job outlives its GPU node
+    job = _job(cluster, tmp_path, "--gpus-per-actor", "1", "--stall-timeout", "15", *slow)
     try:
-        wait_for(lambda: _committed(tmp_path / "out") >= 2 or job.poll() is not None, "first commits", 300)
+        wait_for(lambda: _committed(tmp_path / "out") >= 1 or job.poll() is not None, "first commits", 300)
         assert job.poll() is None, job.communicate()[0]
         cluster.kill_node(gpu)
         out, _ = job.communicate(timeout=300)
@@ -125,14 +126,14 @@ def test_losing_the_only_gpu_node_ends_in_a_stall_report(cluster, tmp_path):
     assert job.returncode == 1, out[-4000:]
     assert "stalled: nothing finished for 15 s; waiting for 1 GPU; no alive node has one" in out, out[-4000:]
     done = _committed(tmp_path / "out")
-    assert 0 < done < 40  # what finished is kept
+    assert 0 < done < 60  # what finished is kept
 
     replacement = cluster.add_node(cpus=2, gpus=1)  # the autoscaler brings a GPU back: a rerun does the rest
-    job = _job(cluster, tmp_path, "--gpus-per-actor", "1")
-    out, _ = job.communicate(timeout=600)
+    job = _job(cluster, tmp_path, "--gpus-per-actor", "1", *slow)
+    out, _ = job.communicate(timeout=900)
     assert job.returncode == 0, out[-4000:]
     assert f"{done} already done" in out
-    assert manifest.read(str(tmp_path / "out")).num_rows == 40
+    assert manifest.read(str(tmp_path / "out")).num_rows == 60
     cluster.kill_node(replacement)
 
 

@@ -181,12 +181,12 @@ def image_chain(job: SonifyJob, strategy: str, cpus: float = 1.0, gpus: float = 
         Stage(f"{IMAGES}:read_images", {"limits": job.limits, "batch_size": settings.batch_size}, streaming=True),
         Stage(f"{IMAGES}:DecodeImages", {"clip": models.clip, "limits": job.limits}, batch_size=16,
               actors=max(1, int(cpus // 2)), num_cpus=0.5),
-        Stage(f"{TEXTS}:EncodeImages", {"models": models, "device": device}, batch_size=64,
+        Stage(f"{TEXTS}:EncodeImages", {"models": models, "device": device}, batch_size=16,
               actors=max(1, int(cpus // 8)), num_cpus=0.5),
         Stage(f"{TEXTS}:GenerateAudio", {"audioldm": models.audioldm, "settings": settings, "device": device},
               batch_size=settings.batch_size, actors=generators, num_cpus=0.5, num_gpus=gpus_per_actor),
         Stage(f"{WRITE}:WriteClips", {"output": job.output, "models": models, "settings": settings,
-                                      "sidecars": job.sidecars}, batch_size=settings.batch_size),
+                                      "sidecars": job.sidecars}, batch_size=settings.batch_size, actors=1),
     ))
 
 
