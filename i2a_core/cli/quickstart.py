@@ -128,7 +128,7 @@ def sample_captions(args: argparse.Namespace) -> pd.DataFrame:
         path = str(resources.files("i2a_core") / "data" / "sample_captions.csv")
     else:
         try:
-            path = sources.audiocaps_csv(None)
+            path = sources.audiocaps_csv(None, refs.cache_dir())
         except sources.SourceError as e:
             raise ConfigError(str(e)) from None
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # pandas reads s3:// through s3fs

@@ -164,13 +164,12 @@ def read_table(path: str, url_col: str = "url", caption_col: str = "caption", so
     return _frame(table_windows(path, url_col, caption_col, source))
 
 
-def audiocaps_csv(path: str | None) -> str:
-    """The AudioCaps CSV to read: `path`, or the official train CSV downloaded once into the i2a cache."""
+def audiocaps_csv(path: str | None, cache: str) -> str:
+    """The AudioCaps CSV to read: `path`, or the official train CSV downloaded once into `cache` (the i2a cache,
+    refs.cache_dir())."""
     if path:
         return path
-    from i2a_core import refs  # imports torch (via the tiny models); readers elsewhere stay light
-
-    target = os.path.join(refs.cache_dir(), "audiocaps", "train.csv")
+    target = os.path.join(cache, "audiocaps", "train.csv")
     if not os.path.exists(target):
         try:
             with urllib.request.urlopen(AUDIOCAPS_TRAIN_URL, timeout=30) as response:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from i2a_core import runner
+from i2a_core import checks, refs, runner
 from i2a_core.errors import ConfigError, SourceError, Stalled
 from i2a_core.io import lease, manifest, sources, storage
 from i2a_core.raycluster import require_shared_output
@@ -92,6 +92,7 @@ def check(config: EmbedConfig) -> None:
         raise ConfigError("--commit-every and --stall-timeout must be positive numbers of seconds")
     if config.runner not in ("auto", "local", "ray"):
         raise ConfigError(f"--runner {config.runner}: choose auto, local or ray")
+    checks.check_device(config.device)
     storage.check_output(config.output)
 
 
@@ -150,7 +151,7 @@ def plan(config: EmbedConfig, directory: str) -> EmbedPlan:
 
 def _input_windows(config: EmbedConfig, failures: Counter) -> Iterator[pa.Table]:
     if config.source == "audiocaps":
-        return sources.audiocaps_windows(sources.audiocaps_csv(config.input))
+        return sources.audiocaps_windows(sources.audiocaps_csv(config.input, refs.cache_dir()))
     return _shard_windows(config.input, failures)
 
 
