@@ -405,9 +405,6 @@ class Tally:
             for name, sample in self.norms.items():
                 sample.add(np.linalg.norm(np.asarray(batch[name], np.float32)[ok], axis=1))
 
-    def line(self) -> str:
-        return f"{self.written} pairs written, {self.processed - self.written} rows failed"
-
 
 # --- the whole job ---
 
