@@ -443,6 +443,33 @@ class DoneSet:
         return _in_any([self._ok, self._permanent], *_hashes(values))
 
 
+class StringSet:
+    """A set of strings (ids, keys) held as 128-bit hashes: 16 bytes a member, no Python strings.
+
+    For a job's own bookkeeping over millions of items: which ids an output holds, which ids a plan has seen.
+    """
+
+    def __init__(self):
+        self._hashes = _HashSet()
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def add(self, values) -> None:
+        self._hashes.add(*_hashes(values))
+
+    def contains(self, values) -> np.ndarray:
+        """For a window of strings (list, numpy or Arrow array), whether each is a member."""
+        return self._hashes.contains(*_hashes(values))
+
+    def add_new(self, values) -> np.ndarray:
+        """Add a window of strings; True where a value is new: not a member before, nor earlier in the window."""
+        hi, lo = _hashes(values)
+        new = _first_seen(hi, lo) & ~self._hashes.contains(hi, lo)
+        self._hashes.add(hi[new], lo[new])
+        return new
+
+
 def _done_set(fs, files: list[str]) -> DoneSet:
     ok, permanent = _HashSet(), _HashSet()
     for _, batch in _batches(fs, files, ["input", "status", "error_kind"]):
