@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from cluster import LocalCluster, wait_for
