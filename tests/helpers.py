@@ -76,3 +76,29 @@ def write_named(folder, name: bytes, data: bytes = b"") -> bytes:
     with open(path, "wb") as f:
         f.write(data)
     return path
+
+
+def screen_gif(width: int = 8000, height: int = 8000) -> bytes:
+    """A legal 35-byte GIF whose logical screen is width x height: decoding it costs width*height*3 bytes."""
+    import struct
+
+    data = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    return data + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00" + b"\x3b"
+
+
+def peak_rss_mb(command: list[str], **kwargs) -> tuple[float, "subprocess.CompletedProcess"]:
+    """Run a command; its peak resident memory in MB (the child's own high-water mark, from /proc) and result."""
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    peak = 0
+    while process.poll() is None:
+        try:
+            with open(f"/proc/{process.pid}/status") as f:
+                peak = max(peak, next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")))
+        except (OSError, StopIteration):
+            pass
+        time.sleep(0.05)
+    out, err = process.communicate()
+    return peak / 1024, subprocess.CompletedProcess(command, process.returncode, out, err)

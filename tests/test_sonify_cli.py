@@ -147,3 +147,18 @@ def test_bucket_in_bucket_out(tmp_path, s3_bucket):
     assert written == ["a.json", "a.wav", "deep/b.json", "deep/b.wav"]
     record = json.loads(fs.cat_file(f"{s3_bucket}/sounds/audio/deep/b.json"))
     assert record["input"] == f"{s3_bucket}/photos/deep/b.jpg"
+
+
+def test_i2a_sonify_memory_is_bounded_on_many_large_screen_gifs(tmp_path):
+    """12 GIFs of 35 bytes whose screens are 8000x8000 (192 MB decoded each): decoded a batch at a time, not
+    all at once (the old engine held every decoded image: 12 GB for 24 of them)."""
+    from helpers import clean_env, i2a_command, peak_rss_mb, screen_gif
+
+    (tmp_path / "gifs").mkdir()
+    for i in range(12):
+        (tmp_path / "gifs" / f"g{i:02d}.gif").write_bytes(screen_gif())
+    peak, done = peak_rss_mb(i2a_command("sonify", *TINY, str(tmp_path / "gifs"), "--output", str(tmp_path / "out")),
+                             env=clean_env(tmp_path / "home"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "12 clips written" in done.stdout
+    assert peak < 3000, f"peak {peak:.0f} MB"  # about 2 GB: a batch of 4 decoded screens plus the models
