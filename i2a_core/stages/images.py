@@ -139,6 +139,8 @@ class DecodeImages:
             warnings.append(warning)
             seconds.append(time.perf_counter() - started)
         rest = {k: v for k, v in batch.items() if k != "data"}
-        return {**rest, "pixels": np.stack(pixels) if pixels else np.zeros((0, *self.blank.shape), np.float32),
+        decoded = any(pixel is not self.blank for pixel in pixels)  # else zeros: no copy of a blank per row
+        return {**rest, "pixels": np.stack(pixels) if decoded else np.zeros((len(pixels), *self.blank.shape),
+                                                                            self.blank.dtype),
                 "thumbnail": objects(thumbnails), "error": objects(errors), "error_kind": objects(kinds),
                 "decode_s": np.array(seconds, np.float64), "warning": objects(warnings)}
