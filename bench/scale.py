@@ -134,10 +134,13 @@ def _make_inputs(folder: str, count: int) -> str:
     return path
 
 
+FIXED_RUNS = 3  # runs of the real images alone; their median is the fixed cost, their spread its noise
+
+
 def _sonify_runs(code_root: str, runner: str, sizes, work: str, log) -> dict:
-    """Fixed cost (the real images alone, twice: the smaller counts), then each size and its no-op rerun."""
-    runs = {}
-    for size in [0, 0, *sorted(sizes)]:
+    """The fixed cost (the real images alone, FIXED_RUNS times), then each size and its no-op rerun."""
+    fixed, runs = [], {}
+    for size in [0] * FIXED_RUNS + sorted(sizes):
         inputs = _make_inputs(work, size)
         output = os.path.join(work, f"out-{runner}-{size}")
         argv = ["sonify-job", "--preset", "tiny", inputs, "--output", output, "--runner", runner]
@@ -145,26 +148,49 @@ def _sonify_runs(code_root: str, runner: str, sizes, work: str, log) -> dict:
         again = _command(code_root, os.path.join(work, "figures.json"), argv, os.path.join(work, "rerun.log"))
         shutil.rmtree(output, ignore_errors=True)
         os.remove(inputs)
-        if size == 0 and 0 in runs:
-            if first.get("wall_s", 1e9) < runs[0]["run"].get("wall_s", 1e9):
-                runs[0] = {"run": first, "noop": again}
+        if size:
+            runs[size] = {"run": first, "noop": again}
+        else:
+            fixed.append(first)
+        log(f"  {runner:5} {size:>9,} inputs: {_line(first)}" + (f"; no-op rerun {_line(again)}" if size else ""))
+    return {"fixed_runs": fixed, "sizes": runs}
+
+
+def derive(runs: dict) -> dict:
+    """Per-item figures and ratios from one runner's raw runs (recomputed whenever the figures are read)."""
+    fixed_runs = [f for f in runs.get("fixed_runs", [runs["fixed"]["run"]] if "fixed" in runs else [])
+                  if "failed" not in f]
+    out = {"fixed": {}, "sizes": {}}
+    if fixed_runs:
+        walls = sorted(f["wall_s"] for f in fixed_runs)
+        cpus = sorted(f["cpu_s"] for f in fixed_runs)
+        out["fixed"] = {"wall_s": walls[len(walls) // 2], "cpu_s": cpus[len(cpus) // 2],
+                        "spread_s": walls[-1] - walls[0], "runs": len(walls),
+                        "peak_mb": max(f["peak_mb"] for f in fixed_runs)}
+    fixed = out["fixed"]
+    for size, figures in sorted(runs["sizes"].items(), key=lambda item: int(item[0])):
+        size, run, noop = int(size), figures["run"], figures["noop"]
+        row = out["sizes"][size] = {"run": run, "noop": noop}
+        if "failed" in run or not fixed:
             continue
-        runs[size] = {"run": first, "noop": again}
-        log(f"  {runner:5} {size:>9,} inputs: {_line(first)}; no-op rerun {_line(again)}")
-    fixed = runs.pop(0)
-    return {"fixed": fixed, "sizes": {size: _per_item(figures, fixed, size) for size, figures in runs.items()}}
-
-
-def _per_item(figures: dict, fixed: dict, size: int) -> dict:
-    run, noop = figures["run"], figures["noop"]
-    out = {"run": run, "noop": noop}
-    if "failed" in run or "failed" in fixed["run"]:
-        return out
-    out["ms_per_item"] = (run["wall_s"] - fixed["run"]["wall_s"]) * 1000 / size
-    out["cpu_ms_per_item"] = (run["cpu_s"] - fixed["run"]["cpu_s"]) * 1000 / size
-    out["peak_mb_per_10k"] = run["peak_mb"] / (size / 10_000)
-    out["counts_ok"] = run.get("ok") == REAL_IMAGES and run.get("error") == size
-    out["noop_ok"] = noop.get("skipped") == size + REAL_IMAGES and not noop.get("failed")
+        row["ms_per_item"] = (run["wall_s"] - fixed["wall_s"]) * 1000 / size
+        row["noise_ms_per_item"] = fixed["spread_s"] * 1000 / size  # the fixed cost's spread, per item
+        row["cpu_ms_per_item"] = (run["cpu_s"] - fixed["cpu_s"]) * 1000 / size
+        row["peak_mb_per_10k"] = run["peak_mb"] / (size / 10_000)
+        row["counts_ok"] = run.get("ok") == REAL_IMAGES and run.get("error") == size
+        row["noop_ok"] = noop.get("skipped") == size + REAL_IMAGES and "failed" not in noop
+    sizes = [s for s in out["sizes"] if "ms_per_item" in out["sizes"][s]]
+    previous = None
+    for size in sizes:
+        row, base = out["sizes"][size], out["sizes"][sizes[0]]
+        row["ms_ratio"] = row["ms_per_item"] / base["ms_per_item"]
+        row["time_ratio"] = row["ms_per_item"] * size / (base["ms_per_item"] * sizes[0])
+        row["time_ratio_limit"] = TARGETS["time_ratio_per_10x"] / 10 * size / sizes[0]
+        row["peak_per_10k_ratio"] = row["peak_mb_per_10k"] / base["peak_mb_per_10k"]
+        row["peak_ratio_last_step"] = row["run"]["peak_mb"] / out["sizes"][previous]["run"]["peak_mb"] \
+            if previous else 1.0
+        row["noop_ratio"] = row["noop"]["wall_s"] / base["noop"]["wall_s"]
+        previous = size
     return out
 
 
@@ -175,53 +201,37 @@ def _line(figures: dict) -> str:
             f"{', torch imported' if figures.get('torch_imported') else ''}")
 
 
-def _before_tree(work: str) -> str | None:
-    """The i2a of commit BEFORE, unpacked from git into `work`; None without the history."""
-    folder = os.path.join(work, f"i2a-{BEFORE}")
+def _code_tree(commit: str, work: str) -> str | None:
+    """The i2a of `commit`, unpacked from git into `work`; None without the history."""
+    folder = os.path.join(work, f"i2a-{commit}")
     os.makedirs(folder, exist_ok=True)
     try:
-        archive = subprocess.run(["git", "-C", ROOT, "archive", BEFORE, "i2a_core"], capture_output=True, check=True)
+        archive = subprocess.run(["git", "-C", ROOT, "archive", commit, "i2a_core"], capture_output=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
     subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
     return folder
 
 
-def sonify_part(sizes, runners, before_sizes, log=print) -> dict:
+def sonify_part(sizes, runners, before: dict, log=print) -> dict:
+    """This code's runs per runner; and for each commit in `before` (commit -> sizes), that code's."""
     result = {"real_images": REAL_IMAGES, "runners": {}, "before": {}}
     work = tempfile.mkdtemp(prefix="i2a-bench-scale-")
     try:
         for runner in runners:
             log(f"sonify-job --runner {runner} (this code)")
             result["runners"][runner] = _sonify_runs(ROOT, runner, sizes, work, log)
-        if before_sizes:
-            old = _before_tree(work)
-            for runner in runners if old else ():
-                log(f"sonify-job --runner {runner} (the code before, {BEFORE})")
-                result["before"][runner] = _sonify_runs(old, runner, before_sizes, work, log)
+        for commit, commit_sizes in before.items():
+            old = _code_tree(commit, work)
+            if old is None:
+                log(f"  (no git history with {commit}: not measured)")
+                continue
+            for runner in runners:
+                log(f"sonify-job --runner {runner} (the code of {commit})")
+                result["before"].setdefault(commit, {})[runner] = _sonify_runs(old, runner, commit_sizes, work, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for runs in [*result["runners"].values(), *result["before"].values()]:
-        _sonify_ratios(runs["sizes"])
     return result
-
-
-def _sonify_ratios(by_size: dict) -> None:
-    sizes = sorted(s for s in by_size if "ms_per_item" in by_size[s])
-    if not sizes:
-        return
-    base, previous = by_size[sizes[0]], None
-    for size in sizes:
-        figures = by_size[size]
-        figures["ms_ratio"] = figures["ms_per_item"] / base["ms_per_item"]
-        figures["time_ratio"] = figures["ms_per_item"] * size / (base["ms_per_item"] * sizes[0])
-        figures["time_ratio_limit"] = TARGETS["time_ratio_per_10x"] / 10 * size / sizes[0]
-        figures["peak_per_10k_ratio"] = figures["peak_mb_per_10k"] / base["peak_mb_per_10k"]
-        figures["peak_ratio"] = figures["run"]["peak_mb"] / base["run"]["peak_mb"]
-        figures["peak_ratio_last_step"] = figures["run"]["peak_mb"] / by_size[previous]["run"]["peak_mb"] \
-            if previous else 1.0
-        figures["noop_ratio"] = figures["noop"]["wall_s"] / base["noop"]["wall_s"]
-        previous = size
 
 
 # --- the other parts: each bench's own run(), in a fresh process ---
@@ -245,7 +255,7 @@ def _child(part: str, settings: dict) -> dict:
     if part == "spectrogram":
         return spectrogram_part(settings["spectrogram_repeat"])
     if part == "sonify":
-        return sonify_part(settings["sizes"], settings["runners"], settings["before_sizes"])
+        return sonify_part(settings["sizes"], settings["runners"], settings["before"])
     raise ValueError(part)
 
 
@@ -297,11 +307,21 @@ def _check(name: str, measured, op: str, limit, note: str = "") -> dict:
     return {"target": name, "measured": measured, "op": op, "limit": limit, "met": met, "note": note}
 
 
+def _groups(sonify: dict) -> list[tuple[str, str, dict]]:
+    """(label, runner, raw runs) of this code and of each commit measured before."""
+    before = sonify.get("before", {})
+    if set(before) & set(RUNNERS):  # figures written before commits were named: those of BEFORE
+        before = {BEFORE: before}
+    return [("this code", runner, runs) for runner, runs in sonify.get("runners", {}).items()] + \
+        [(f"code of {commit}", runner, runs) for commit, by_runner in before.items()
+         for runner, runs in by_runner.items()]
+
+
 def targets(results: dict) -> list[dict]:
     checks = []
-    sonify = results.get("sonify", {})
-    for runner, runs in sonify.get("runners", {}).items():
-        by_size = {int(s): f for s, f in runs["sizes"].items() if "ms_per_item" in f}
+    for runner, runs in results.get("sonify", {}).get("runners", {}).items():
+        derived = derive(runs)["sizes"]
+        by_size = {s: f for s, f in derived.items() if "ms_per_item" in f}
         if not by_size:
             checks.append(_check(f"sonify {runner}: runs", None, "<=", 0, "every run failed"))
             continue
@@ -312,7 +332,14 @@ def targets(results: dict) -> list[dict]:
         for small, large in zip(sizes, sizes[1:], strict=False):
             ratio = by_size[large]["ms_per_item"] * large / (by_size[small]["ms_per_item"] * small)
             limit = TARGETS["time_ratio_per_10x"] / 10 * large / small
-            checks.append(_check(f"{runner}: time {large:,} / {small:,} inputs", ratio, "<=", limit))
+            noise = by_size[small]["noise_ms_per_item"]
+            if by_size[small]["ms_per_item"] <= noise:  # the smaller run's own cost is within the fixed cost's noise
+                checks.append(_check(f"{runner}: time {large:,} / {small:,} inputs", None, "<=", limit,
+                                     f"not measurable: {small:,} inputs cost less than the fixed cost's spread"))
+                continue
+            checks.append(_check(f"{runner}: time {large:,} / {small:,} inputs", ratio, "<=", limit,
+                                 f"fixed-cost noise {noise / by_size[small]['ms_per_item']:.0%} of the {small:,} "
+                                 f"figure"))
         if runner == "ray":
             cpu = max(by_size[s]["cpu_ms_per_item"] for s in sizes)
             checks.append(_check("ray: driver CPU ms per item (worst size)", cpu, "<=",
@@ -347,25 +374,25 @@ def targets(results: dict) -> list[dict]:
 
 def table(results: dict) -> str:
     lines = []
-    sonify = results.get("sonify", {})
-    for label, group in (("this code", sonify.get("runners", {})), (f"before ({BEFORE})", sonify.get("before", {}))):
-        for runner, runs in group.items():
-            fixed = runs["fixed"]["run"]
-            lines += ["", f"sonify-job --runner {runner}, {label}: fixed cost (4 real images alone) "
-                          f"{fixed.get('wall_s', float('nan')):.1f} s wall, {fixed.get('cpu_s', float('nan')):.1f} s "
-                          f"driver CPU, peak {fixed.get('peak_mb', float('nan')):.0f} MB",
-                      "| inputs | wall s | ms/item | x | time x (limit) | driver CPU ms/item | peak MB | MB per 10k | x "
-                      "| no-op s | x | no-op torch |",
-                      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-            for size, f in sorted(runs["sizes"].items(), key=lambda item: int(item[0])):
-                if "ms_per_item" not in f:
-                    lines.append(f"| {int(size):,} | failed: {_line(f['run'])} |")
-                    continue
-                lines.append(f"| {int(size):,} | {f['run']['wall_s']:.1f} | {f['ms_per_item']:.3f} | "
-                             f"{f['ms_ratio']:.2f} | {f['time_ratio']:.2f} ({f['time_ratio_limit']:.1f}) | "
-                             f"{f['cpu_ms_per_item']:.3f} | {f['run']['peak_mb']:.0f} | {f['peak_mb_per_10k']:.1f} | "
-                             f"{f['peak_per_10k_ratio']:.3f} | {f['noop']['wall_s']:.1f} | {f['noop_ratio']:.2f} | "
-                             f"{'yes' if f['noop'].get('torch_imported') else 'no'} |")
+    for label, runner, runs in _groups(results.get("sonify", {})):
+        derived = derive(runs)
+        fixed = derived["fixed"]
+        lines += ["", f"sonify-job --runner {runner}, {label}: fixed cost (4 real images alone, median of "
+                      f"{fixed.get('runs', 0)}) {fixed.get('wall_s', float('nan')):.1f} s wall (spread "
+                      f"{fixed.get('spread_s', float('nan')):.1f} s), {fixed.get('cpu_s', float('nan')):.1f} s driver "
+                      f"CPU, peak {fixed.get('peak_mb', float('nan')):.0f} MB",
+                  "| inputs | wall s | ms/item (± noise) | x | time x (limit) | driver CPU ms/item | peak MB | "
+                  "MB per 10k | x | no-op s | x | no-op torch |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for size, f in derived["sizes"].items():
+            if "ms_per_item" not in f:
+                lines.append(f"| {size:,} | failed: {_line(f['run'])} |")
+                continue
+            lines.append(f"| {size:,} | {f['run']['wall_s']:.1f} | {f['ms_per_item']:.3f} (± "
+                         f"{f['noise_ms_per_item']:.3f}) | {f['ms_ratio']:.2f} | {f['time_ratio']:.2f} "
+                         f"({f['time_ratio_limit']:.1f}) | {f['cpu_ms_per_item']:.3f} | {f['run']['peak_mb']:.0f} | "
+                         f"{f['peak_mb_per_10k']:.1f} | {f['peak_per_10k_ratio']:.3f} | {f['noop']['wall_s']:.1f} | "
+                         f"{f['noop_ratio']:.2f} | {'yes' if f['noop'].get('torch_imported') else 'no'} |")
     manifest = results.get("manifest", {})
     if manifest.get("new"):
         lines += ["", "manifest (synthetic, PartWriter): seconds (x smallest), peak MB",
@@ -408,8 +435,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", help="sonify input counts, comma-separated (default 10k,100k,1M; quick 1k,10k)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--runners", default=",".join(RUNNERS), help="sonify-job runners (default: local,ray)")
-    parser.add_argument("--before", action="store_true",
-                        help=f"also run sonify-job of commit {BEFORE} (at 10k and 100k; quick: 1k and 10k)")
+    parser.add_argument("--before", action="append", nargs="?", const=BEFORE, metavar="COMMIT[:SIZES]",
+                        help=f"also run sonify-job of this commit (default {BEFORE}), at SIZES (comma-separated; "
+                             f"default 10k and 100k, quick 1k and 10k); repeatable")
     parser.add_argument("--json", default=os.path.join(BENCH_DIR, "scale.json"),
                         help="figures file (default: bench/scale.json); parts not run keep their figures there")
     parser.add_argument("--render", action="store_true", help="print the table of --json without running anything")
@@ -435,8 +463,11 @@ def main(argv=None) -> int:
         if args.sizes:
             settings["sizes"] = tuple(int(s) for s in args.sizes.split(","))
         settings["runners"] = tuple(args.runners.split(","))
-        if not args.before:
-            settings["before_sizes"] = ()
+        settings["before"] = {}
+        for given in args.before or ():
+            commit, _, sizes = given.partition(":")
+            settings["before"][commit] = tuple(int(n) for n in sizes.split(",")) if sizes else \
+                settings["before_sizes"]
         for part in args.parts.split(","):
             if part not in PARTS:
                 parser.error(f"--parts: unknown part {part!r}")
@@ -448,6 +479,7 @@ def main(argv=None) -> int:
             results["targets"] = targets(results)
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1, default=str)
+    results["targets"] = targets(results)
     print(table(results))
     return 0
 

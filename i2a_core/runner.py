@@ -52,7 +52,7 @@ Batch = dict  # column name -> numpy array, Ray Data's "numpy" batch format
 CHUNK = 256  # items per chunk: the unit of submission, retry and (under Ray) of overlapped reads
 IN_FLIGHT_PER_ACTOR = 2  # one chunk running, one queued: refilled as chunks finish
 MAX_ATTEMPTS = 3  # an item whose actor died this many times becomes a worker_lost error row (transient)
-GROUP_S = 0.5  # an actor returns what finished within this long as one batch (see grouped)
+GROUP_S = 0.5  # what finished within this long is committed (and returned by an actor) as one batch: grouped
 NODE_CHECK_S = 10.0  # how often the actor strategy looks for nodes that joined or died
 STALL_TIMEOUT_S = 1800.0
 DESCRIBE = {"local": "local", "actors": "ray: one actor per node", "data": "ray: Ray Data actor pools"}
@@ -170,20 +170,30 @@ def _concat(batches: list[Batch]) -> Batch:
     return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
 
 
-def grouped(batches: Iterable[Batch], seconds: float) -> Iterator[Batch]:
+def grouped(batches: Iterable[Batch], seconds: float, failed_only: bool = False) -> Iterator[Batch]:
     """The batches, those finished within `seconds` of each other joined into one: a slow batch passes alone, at
     once; fast ones (inputs that fail at once) travel and commit together, since each returned batch costs the
-    driver the same (an object to fetch, a commit) whatever its size."""
+    driver the same (an object to fetch, a commit) whatever its size. With `failed_only`, a batch that finished
+    any item (a row without an error) goes on at once, with the ones before it: only failed inputs wait."""
     pending, since = [], time.monotonic()
-    for batch in batches:
-        if pending and batch.keys() != pending[0].keys():  # other columns: they go on their own
+    try:
+        for batch in batches:
+            if pending and batch.keys() != pending[0].keys():  # other columns: they go on their own
+                out, pending = _concat(pending), []
+                yield out
+            pending.append(batch)
+            finished = failed_only and ("error" not in batch or not all(batch["error"]))
+            if finished or time.monotonic() - since >= seconds:
+                out, pending = _concat(pending), []
+                yield out
+                since = time.monotonic()
+    except GeneratorExit:
+        raise
+    except BaseException:  # an interrupt: what finished before it is still handed on (committed), then it goes on
+        if pending:
             out, pending = _concat(pending), []
             yield out
-        pending.append(batch)
-        if time.monotonic() - since >= seconds:
-            out, pending = _concat(pending), []
-            yield out
-            since = time.monotonic()
+        raise
     if pending:
         yield _concat(pending)
 
@@ -374,7 +384,8 @@ def run(plan: Plan, chain: Chain, writer, *, strategy: str = "local", what: str 
         committer = Committer(writer, chain.key, progress, on_commit, lease)
         try:
             if strategy == "local":
-                for batch in BuiltChain(chain).run(chunks(plan.windows(), chunk_size)):
+                for batch in grouped(BuiltChain(chain).run(chunks(plan.windows(), chunk_size)), GROUP_S,
+                                     failed_only=True):
                     committer(batch)
             elif strategy == "actors":
                 _run_actors(chunks(plan.windows(), chunk_size), chain, committer, report, stall_timeout, log)

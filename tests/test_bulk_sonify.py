@@ -310,3 +310,16 @@ def test_an_actor_returns_fast_batches_together_and_slow_ones_at_once():
     assert [b["display"].tolist() for b in slow] == [["0a", "0b", "1a", "1b"], ["2a", "2b"]]
     other = list(grouped([{"display": np.array(["x"])}, {"display": np.array(["y"]), "error": np.array([""])}], 10.0))
     assert len(other) == 2  # other columns are never joined
+    mixed = [{"display": np.array([name]), "error": np.array([error], dtype=object)}
+             for name, error in (("a", "a: missing"), ("b", "b: missing"), ("c", ""), ("d", "d: missing"))]
+    assert [b["display"].tolist() for b in grouped(mixed, 10.0, failed_only=True)] == [["a", "b", "c"], ["d"]]
+
+    def interrupted():
+        yield from batches([0.0, 0.0])
+        raise KeyboardInterrupt
+
+    handed_on = []
+    with pytest.raises(KeyboardInterrupt):
+        for batch in grouped(interrupted(), seconds=10.0):
+            handed_on.append(batch)
+    assert [b["display"].tolist() for b in handed_on] == [["0a", "0b", "1a", "1b"]]  # finished work is committed

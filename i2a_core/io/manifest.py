@@ -454,19 +454,26 @@ class _HashSet:
         return _in_any([self], hi, lo)
 
 
+QUERY_ROWS = 1 << 16  # lookups sorted at a time: their sort costs ~40 bytes a query while it runs
+
+
 def _in_any(sets: list[_HashSet], hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Whether each (hi, lo) is in any of `sets`; the queries are sorted once, for every run of every set."""
+    """Whether each (hi, lo) is in any of `sets`; the queries are sorted once (QUERY_ROWS at a time), for every run
+    of every set."""
     found = np.zeros(len(hi), dtype=bool)
     runs = [run for hashes in sets for run in hashes.runs()]
     if not len(hi) or not runs:
         return found
-    hi_order, lo_order = np.argsort(hi), np.argsort(lo)
-    sorted_hi, sorted_lo = hi[hi_order], lo[lo_order]
-    in_hi, in_lo = np.empty(len(hi), dtype=bool), np.empty(len(lo), dtype=bool)
-    for run_hi, run_lo in runs:
-        in_hi[hi_order] = _sorted_member(run_hi, sorted_hi)
-        in_lo[lo_order] = _sorted_member(run_lo, sorted_lo)
-        found |= in_hi & in_lo
+    for start in range(0, len(hi), QUERY_ROWS):
+        block_hi, block_lo = hi[start:start + QUERY_ROWS], lo[start:start + QUERY_ROWS]
+        hi_order, lo_order = np.argsort(block_hi), np.argsort(block_lo)
+        sorted_hi, sorted_lo = block_hi[hi_order], block_lo[lo_order]
+        in_hi, in_lo = np.empty(len(block_hi), dtype=bool), np.empty(len(block_lo), dtype=bool)
+        block = found[start:start + QUERY_ROWS]  # a view: found is filled in place
+        for run_hi, run_lo in runs:
+            in_hi[hi_order] = _sorted_member(run_hi, sorted_hi)
+            in_lo[lo_order] = _sorted_member(run_lo, sorted_lo)
+            block |= in_hi & in_lo
     return found
 
 
@@ -592,11 +599,19 @@ class _Keys:
             hi, lo = errors.take()
             open_ = np.nonzero(~with_ok.contains(hi, lo))[0]
             del with_ok
-            newest = open_[_choose(hi[open_], lo[open_], np.zeros(len(open_), dtype=bool))]  # each one's last
+            if len(open_) < len(hi):
+                hi, lo = hi[open_], lo[open_]
+            # Each input's newest error: every row but those a later row repeats. Repeats are rare, so they are
+            # found as _repeats finds them (one sorted copy of the first halves), not by sorting every row.
+            older = len(open_) - 1 - _repeats(hi[::-1], lo[::-1])
+            del hi, lo
+            newest = np.delete(open_, older)
             self.final = newest
             if kinds:
                 chosen = pa.chunked_array(kinds, type=pa.string()).take(pa.array(newest))
-                self.kinds = collections.Counter(pc.fill_null(chosen, "").to_pylist())
+                counted = pc.value_counts(pc.fill_null(chosen, ""))  # in Arrow: no Python string per error row
+                self.kinds = collections.Counter(dict(zip(counted.field("values").to_pylist(),
+                                                          counted.field("counts").to_pylist(), strict=True)))
 
 
 def _numbered(fs, files: list[str], names: list[str], first: dict[int, int], ok: bool,
