@@ -54,9 +54,12 @@ def clip_images_per_s(model: str, pretrained: str | None, batch_size: int, batch
 
 
 def decode_images_per_s(count: int, width: int, height: int) -> dict:
-    """Images/s of one CPU thread running the embed job's decode stage (decode, resize, crop to 224 px)."""
+    """Images/s of one CPU thread decoding as embed's and sonify's decode stage does: decode, then CLIP's one
+    preprocessing (ViT-B-32's: resize, crop to 224 px, normalise), from the model config alone."""
     from i2a_core.io.images import decode_image
-    from i2a_core.jobs.embed import resize_and_crop
+    from i2a_core.models.clip import image_transform
+
+    preprocess = image_transform(ClipSpec("ViT-B-32", None))
 
     rng = np.random.default_rng(0)
     # Smooth random images compress like photos, unlike pure noise.
@@ -68,7 +71,7 @@ def decode_images_per_s(count: int, width: int, height: int) -> dict:
         jpegs.append(buffer.getvalue())
     started = time.perf_counter()
     for i in range(count):
-        resize_and_crop(decode_image(jpegs[i % len(jpegs)], "bench.jpg", check_extension=False), 224)
+        preprocess(decode_image(jpegs[i % len(jpegs)], "bench.jpg", check_extension=False))
     seconds = time.perf_counter() - started
     return {"source_size": f"{width}x{height}", "images": count, "seconds": seconds,
             "images_per_s_per_core": count / seconds, "jpeg_kib": sum(map(len, jpegs)) / len(jpegs) / 1024}

@@ -1,8 +1,10 @@
-"""Rows/s and peak memory of the Ray embed job against a plain single-process loop over the same models and images.
+"""Rows/s and peak memory of the Ray embed job against a plain single-process loop over the same models and images;
+and the driver's peak memory while it plans N caption rows, against the smallest N.
 
     python bench/embed.py                      # quick: 500 images, tiny preset
     python bench/embed.py --rows 5000          # the figure to report
     python bench/embed.py --rows 5000 --actors 1 --batch-size 64
+    python bench/embed.py --plan 20000,200000,2000000   # planning memory (VmHWM of a fresh process per N)
 
 Both sides start from the same webdataset shards (the layout `i2a fetch` writes) and write the same Parquet
 pairs. The loop runs in a fresh process and its time includes imports and model loading, as the Ray time
@@ -94,6 +96,49 @@ def plain_loop(folder: str, output: str, models, batch_size: int) -> int:
     return len(table)
 
 
+PLAN_PEAK = """
+import sys, tempfile, time
+from i2a_core.jobs.embed import EmbedConfig, plan
+from i2a_core.specs import PRESETS
+started = time.perf_counter()
+with tempfile.TemporaryDirectory() as scratch:
+    work = plan(EmbedConfig(source="audiocaps", input=sys.argv[1], output=sys.argv[2], models=PRESETS["tiny"].models),
+                scratch)
+seconds = time.perf_counter() - started
+peak = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0] * 1024
+print(work.todo.total, work.already_done, peak, seconds)
+"""
+
+
+def plan_memory(sizes: list[int], done_fraction: float) -> None:
+    """The driver's peak memory (VmHWM) planning N AudioCaps rows, each N in a fresh process, a fraction of them
+    already in the output; as MB and as a ratio against the smallest N."""
+    with tempfile.TemporaryDirectory(prefix="i2a-bench-plan-") as tmp:
+        rows = []
+        for size in sizes:
+            path, output = os.path.join(tmp, f"captions-{size}.csv"), os.path.join(tmp, f"pairs-{size}")
+            with open(path, "w") as f:
+                f.write("audiocap_id,youtube_id,start_time,caption\n")
+                for i in range(size):
+                    f.write(f"{i},yt{i},{i % 30},{' '.join(WORDS[(i + j) % len(WORDS)] for j in range(8))} {i}\n")
+            done = int(size * done_fraction)
+            os.makedirs(output)
+            if done:
+                pq.write_table(pa.table({"id": [f"audiocaps-{i}" for i in range(done)]}),  # row groups as parts
+                               os.path.join(output, "part-00000000000000000000-00000000.parquet"), row_group_size=5000)
+            result = subprocess.run([sys.executable, "-c", PLAN_PEAK, path, output], capture_output=True, text=True,
+                                    check=True)
+            todo, already, peak, seconds = result.stdout.split()
+            rows.append((size, int(todo), int(already), int(peak), float(seconds)))
+    base = rows[0]
+    print(f"planning AudioCaps rows, {done_fraction:.0%} already in the output (driver VmHWM, fresh process per N)")
+    for size, todo, already, peak, seconds in rows:
+        extra = (peak - base[3]) / max(size - base[0], 1) if size != base[0] else 0.0
+        print(f"  {size:>10,} rows: {todo:>10,} to do, {already:>10,} done; peak {peak / 2**20:7.1f} MiB "
+              f"({peak / base[3]:.2f}x the smallest; {extra:.1f} bytes per extra row), {seconds:.1f} s "
+              f"({seconds / size * 1e6:.1f} us a row)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=500, help="images to embed (default: 500; report 5000)")
@@ -105,8 +150,13 @@ def main() -> None:
                         help="torch threads for the loop (default: torch's own choice, one per core); Ray's "
                              "actors run torch with one thread per CPU they hold")
     parser.add_argument("--json", metavar="PATH", help="also write the measured figures to this JSON file")
+    parser.add_argument("--plan", metavar="N,N,...", help="measure planning memory for these row counts instead")
+    parser.add_argument("--done", type=float, default=0.5, help="with --plan: the fraction already in the output")
     parser.add_argument("--loop", nargs=2, metavar=("SHARDS", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plan:
+        plan_memory([int(n) for n in args.plan.split(",")], args.done)
+        return
     models = resolve_models(args.preset)
 
     if args.loop:  # the baseline, in a fresh process so that it pays for its imports as Ray's workers do

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 import sys
 import uuid
 
@@ -97,5 +98,7 @@ def quiet_ray() -> None:
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
     context.verbose_stats_logs = False
+    # Ray Data's advice about pool sizes and small inputs: i2a sizes its pools itself.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -18,7 +18,7 @@ def require_shared_output(output: str, flag: str = "--output") -> None:
                            f"use an s3:// URL so that every node writes to the same place")
 
 
-def waiting_for(demand: dict[str, float]) -> str:
+def waiting_for(demand: dict[str, float], held_by_us: bool = False) -> str:
     """One line saying what work asking for `demand` (per task or trial, e.g. {"CPU": 1, "GPU": 1}) waits for on
     the cluster this process joined: "waiting for 1 GPU; no alive node has one". '' when an alive node has
     it free now (then the wait is elsewhere)."""
@@ -33,7 +33,9 @@ def waiting_for(demand: dict[str, float]) -> str:
         free = [dict(by_id.get(node["NodeID"], {})) for node in alive]
     except (ImportError, AttributeError, RuntimeError):
         free = [dict(ray.available_resources())]
-    return describe_wait(demand, totals, free)
+    # held_by_us: the job's own workers hold what they asked for, so only a cluster that can never host the
+    # demand is worth a word (resources "in use" would be our own).
+    return describe_wait(demand, totals, totals if held_by_us else free)
 
 
 def describe_wait(demand: dict[str, float], totals: list[dict], free: list[dict]) -> str:

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -55,6 +56,9 @@ MAX_ATTEMPTS = 3  # an item whose actor died this many times becomes a worker_lo
 GROUP_S = 0.5  # what finished within this long is committed (and returned by an actor) as one batch: grouped
 NODE_CHECK_S = 10.0  # how often the actor strategy looks for nodes that joined or died
 STALL_TIMEOUT_S = 1800.0
+# Items per Ray Data block. A task's small outputs leave it as one block when it ends, so this is how many
+# items move (and are committed) together: small enough that work streams, large enough to batch on a GPU.
+DATA_BLOCK = 16
 DESCRIBE = {"local": "local", "actors": "ray: one actor per node", "data": "ray: Ray Data actor pools"}
 
 
@@ -105,9 +109,11 @@ def _size(batch: Batch) -> int:
 def fail_rows(batch: Batch, rows, error: BaseException) -> Batch:
     """The batch with `rows` marked failed by `error` (kind and one-line reason naming each item)."""
     errors, kinds = batch["error"].astype(object), batch["error_kind"].astype(object)
-    names = batch.get("display", batch.get("input"))
+    names = next((batch[c] for c in ("display", "input", "key") if c in batch), None)
     for i in rows:
         kinds[i], errors[i] = classify(error, str(names[i]) if names is not None else "input")
+    if rows and kinds[rows[0]] == "internal":  # a bug, ours or a library's: its traceback goes to the log
+        traceback.print_exception(error, file=sys.stderr)  # (a Ray worker's log: `ray logs`, the dashboard)
     return {**batch, "error": errors, "error_kind": kinds}
 
 
@@ -559,17 +565,22 @@ class WorkerLost(Exception):
 WAIT_NOTE_S = 60.0  # nothing committed for this long (or a third of the stall limit): say what the job waits for
 
 
+STARTUP_S = 300.0  # before the first commit (workers start, models load) the stall limit is at least this
+
+
 def _check_stall(commit: Committer, stall_timeout: float, demand: dict, report: RunReport, log) -> None:
-    """Ray's "insufficient resources" warnings, as one i2a line; and the stall limit."""
+    """Ray's "insufficient resources" warnings, as one i2a line; and the stall limit, counted from the last
+    commit (from the start, with at least STARTUP_S for workers to start and load their models)."""
     idle = time.monotonic() - commit.last
-    if idle <= min(WAIT_NOTE_S, stall_timeout / 3):
+    limit = stall_timeout if commit.done else max(stall_timeout, STARTUP_S)
+    if idle <= min(WAIT_NOTE_S, limit / 3):
         report.waiting = ""  # work flows again: a later wait is said again
     elif not report.waiting:
-        report.waiting = raycluster.waiting_for(demand) or "the workers (starting, or loading models)"
+        report.waiting = raycluster.waiting_for(demand, held_by_us=True) or "the workers (starting, or loading models)"
         log(f"waiting: nothing finished for {idle:.0f} s; {report.waiting}")
-    if idle > stall_timeout:
-        report.stalled = raycluster.waiting_for(demand) or "the workers, which finished nothing"
-        raise Stalled(f"nothing finished for {stall_timeout:g} s; {report.stalled}")
+    if idle > limit:
+        report.stalled = raycluster.waiting_for(demand, held_by_us=True) or "the workers, which finished nothing"
+        raise Stalled(f"nothing finished for {limit:g} s; {report.stalled}")
 
 
 class _IsolatedStage:
@@ -602,7 +613,9 @@ def _run_data(plan: Plan, chain: Chain, commit: Committer, report: RunReport, st
     if not plan.files:
         return
     env = {"runtime_env": {"env_vars": ray_env()}}
-    dataset = ray.data.read_parquet(plan.files, **env)
+    # A read task asks for a sliver of a CPU (Ray Data's default is a whole one, which the stage actors may hold).
+    dataset = ray.data.read_parquet(plan.files, num_cpus=0.25, **env).repartition(
+        target_num_rows_per_block=DATA_BLOCK)  # small blocks, split as they stream: no task waits for a whole file
     for stage in chain.stages:
         if stage.actors:
             dataset = dataset.map_batches(
@@ -611,7 +624,7 @@ def _run_data(plan: Plan, chain: Chain, commit: Committer, report: RunReport, st
                 num_gpus=stage.num_gpus or None, batch_format="numpy", **env)
         else:
             dataset = dataset.map_batches(
-                _task_stage, fn_kwargs={"stage": stage}, batch_size=stage.batch_size or chunk_size,
+                _task_stage, fn_kwargs={"stage": stage}, batch_size=stage.batch_size or DATA_BLOCK,
                 num_cpus=stage.num_cpus, batch_format="numpy", **env)
     gpus = max((s.num_gpus for s in chain.stages), default=0.0)
     demand = {"GPU": gpus} if gpus else {"CPU": 1.0}

@@ -1,4 +1,5 @@
-"""`i2a embed`: AudioCaps and fetched images to CLIP/CLAP pair Parquet, on local disk and moto S3, resumable."""
+"""`i2a embed` on the one runner: AudioCaps and fetched images to CLIP/CLAP pair Parquet, on local disk and moto
+S3; commits by rows and time, resumable after a kill, planned in bounded memory."""
 
 from __future__ import annotations
 
@@ -6,19 +7,28 @@ import glob
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import clean_env, i2a_command, image_bytes
 from PIL import Image
 
+from i2a_core import runner
 from i2a_core.cli import main
-from i2a_core.io import storage
-from i2a_core.jobs.embed import PAIR_SCHEMA, PairEncoder, decode_images, read_pairs
+from i2a_core.io import sources, storage
+from i2a_core.jobs import embed, sonify
+from i2a_core.jobs.embed import PAIR_SCHEMA, EmbedConfig, read_pairs
 from i2a_core.models.audioldm import ClapTextEncoder
 from i2a_core.models.clip import ClipEncoder
-from i2a_core.specs import PRESETS
+from i2a_core.specs import PRESETS, generation_settings
+from i2a_core.stages.embed import EncodePairs, ReadTarMembers
 
 TINY = PRESETS["tiny"].models
 LONG = "a dog barks while rain falls on a tin roof and cars pass " * 8  # past both tiny tokenizers' 77 tokens
@@ -180,25 +190,78 @@ def test_images_to_s3(cc_shards, s3_bucket, ray_session, encoders):
     np.testing.assert_allclose(np.stack(rows["clap"]), clap.encode(list(rows["caption"])), atol=1e-5)
 
 
-def test_decode_stage_matches_clip_preprocessing(encoders):
-    """The CPU decode stage + the actor's normalisation equal open_clip's own transform on odd-sized images."""
+def _tar_shard(folder, images: dict[str, bytes], captions: dict[str, str] | None = None) -> None:
+    """img2dataset's layout: 00000.tar (`<key>.jpg` members) beside 00000.parquet (key, url, caption, status)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(folder / "00000.tar", "w") as tar:
+        for key, data in images.items():
+            member = tarfile.TarInfo(f"{key}.jpg")
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    keys = list(images)
+    pq.write_table(pa.table({"key": keys, "url": [f"http://example.invalid/{k}.jpg" for k in keys],
+                             "caption": [(captions or {}).get(k, f"picture {k}") for k in keys],
+                             "status": ["success"] * len(keys)}), folder / "00000.parquet")
+
+
+def _pixels_by_display(chain, windows) -> dict:
+    """Run the first two stages of a chain (read, decode) in this process; CLIP's input per item."""
+    built = runner.BuiltChain(runner.Chain(chain.stages[:2], key=chain.key))
+    out = {}
+    for batch in built.run(runner.chunks(windows)):
+        assert not any(batch["error"]), list(batch["error"])
+        out.update(zip(batch["display"], batch["pixels"], strict=True))
+    return out
+
+
+def test_the_same_image_gives_identical_clip_input_through_embed_and_sonify(tmp_path, encoders):
+    """Issue 15: one preprocessing. Odd sizes, a palette PNG, a grayscale JPEG and a 20:1 strip (centre-cropped
+    before any resize) go through embed's stages (tar member -> DecodeImages) and sonify's (file -> DecodeImages)."""
+    pictures = {"odd": image_bytes(size=(70, 45), seed=1, fmt="PNG"),
+                "palette": image_bytes("P", size=(37, 81), seed=2, fmt="PNG"),
+                "gray": image_bytes("L", size=(300, 200), seed=3, fmt="JPEG"),
+                "strip": image_bytes(size=(400, 20), seed=4, fmt="PNG"),
+                "photo": image_bytes(size=(640, 480), seed=5, fmt="JPEG", quality=85)}
+    _tar_shard(tmp_path / "shards", pictures)
+    config = EmbedConfig(source="images", input=str(tmp_path / "shards"), output=str(tmp_path / "pairs"),
+                         models=TINY, runner="local")
+    work = embed.plan(config, str(tmp_path / "embed-plan"))
+    ids = {row_id: key for w in work.todo.windows() for row_id, key in zip(w["id"], w["key"], strict=True)}
+    via_embed = {ids[k]: v for k, v in _pixels_by_display(embed.chain(config, "local"), work.todo.windows()).items()}
+
+    files = tmp_path / "files"
+    files.mkdir()
+    for key, data in pictures.items():
+        (files / f"{key}.{'jpg' if key in ('gray', 'photo') else 'png'}").write_bytes(data)
+    job = sonify.SonifyJob(inputs=(str(files),), output=str(tmp_path / "sounds"), models=TINY,
+                           settings=generation_settings("tiny"), runner="local")
+    plans = sonify.plan(job, str(tmp_path / "sonify-plan"))
+    via_sonify = {os.path.splitext(os.path.basename(k))[0]: v
+                  for k, v in _pixels_by_display(sonify.image_chain(job, "local"), plans.images.windows()).items()}
+
+    assert sorted(via_embed) == sorted(via_sonify) == sorted(pictures)
+    for key in pictures:
+        assert via_embed[key].dtype == np.float32 and via_embed[key].shape == via_sonify[key].shape
+        np.testing.assert_array_equal(via_embed[key], via_sonify[key], err_msg=key)
+    # And that input is CLIP's own preprocessing, which the encoder applies to a PIL image.
     clip, _ = encoders
+    photo = Image.open(io.BytesIO(pictures["photo"])).convert("RGB")
+    np.testing.assert_array_equal(via_embed["photo"], clip.preprocess(photo).numpy())
+
+
+def test_encode_stage_matches_the_encoders_and_skips_failed_rows(encoders):
+    clip, clap = encoders
     pictures = [Image.new("RGB", (70, 45), (200, 30, 90)),
                 Image.effect_mandelbrot((37, 81), (-2, -1.5, 1, 1.5), 60).convert("RGB")]
-    data = []
-    for picture in pictures:
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
-        data.append(buffer.getvalue())
+    pixels = np.stack([clip.preprocess(p).numpy() for p in pictures] + [np.zeros_like(clip.preprocess(pictures[0]))])
     batch = {"id": np.array(["a", "b", "c"], object), "caption": np.array(["x", "y", "z"], object),
-             "url": np.array(["a.png", "b.png", "c.png"], object),
-             "image": np.array(data + [b"not an image"], object)}
-    decoded = decode_images(batch, clip.image_size)
-    assert list(decoded["error"]) == ["", "", "image_not_image"]
-    encoder = PairEncoder(TINY, "image", batch_size=4, device="cpu")
-    out = encoder(decoded)
+             "pixels": pixels, "error": np.array(["", "", "c: not an image"], object),
+             "error_kind": np.array(["", "", "not_image"], object)}
+    out = EncodePairs(TINY, "image", batch_size=4, device="cpu")(batch)
     np.testing.assert_allclose(out["clip"][:2], clip.encode_images(pictures), atol=1e-5)
-    assert not out["clip"][2].any()
+    np.testing.assert_allclose(out["clap"][:2], clap.encode(["x", "y"]), atol=1e-5)
+    assert not out["clip"][2].any() and not out["clap"][2].any()
+    assert "pixels" not in out
 
 
 def test_embed_errors_name_the_input(tmp_path, capsys):
@@ -267,8 +330,6 @@ def _sparse_member(name: str, size: int) -> bytes:
 
 
 def test_a_sparse_tar_member_claiming_gigabytes_is_refused_before_it_is_read(tmp_path):
-    from i2a_core.jobs.embed import read_images
-
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for key in ("a", "c"):
@@ -283,6 +344,161 @@ def test_a_sparse_tar_member_claiming_gigabytes_is_refused_before_it_is_read(tmp
     (tmp_path / "00000.tar").write_bytes(shard)
     assert len(shard) < 12_000
     tar = str(tmp_path / "00000.tar")
-    read = read_images({"tar": np.array([tar] * 3, dtype=object), "key": np.array(["a", "b", "c"], dtype=object)})
-    assert list(read["error"]) == ["", "image_too_large", ""]
-    assert [len(data) > 0 for data in read["image"]] == [True, False, True]
+    read = ReadTarMembers()({"tar": np.array([tar] * 3, dtype=object), "key": np.array(["a", "b", "c"], dtype=object),
+                             "display": np.array(["a", "b", "c"], dtype=object),
+                             "error": np.array([""] * 3, dtype=object), "error_kind": np.array([""] * 3, dtype=object)})
+    assert list(read["error_kind"]) == ["", "image_too_large", ""]
+    assert [len(data) > 0 for data in read["data"]] == [True, False, True]
+
+
+# --- planning in windows, commits by rows and time, kills, a clean machine ---
+
+
+def _captions(path, count: int, start: int = 0) -> str:
+    lines = ["audiocap_id,youtube_id,start_time,caption"]
+    lines += [f"{start + i},yt{i},{i % 30},a dog barks while rain falls, take {start + i}" for i in range(count)]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_plan_streams_windows_keeping_first_ids_and_skipping_done_ones(tmp_path, monkeypatch):
+    """Windows of 4 rows: an id repeated three windows later is still a duplicate, and rows already in the
+    output are dropped by their hashed ids, each counted."""
+    monkeypatch.setattr(sources, "WINDOW_ROWS", 4)
+    lines = ["audiocap_id,youtube_id,start_time,caption"]
+    lines += [f"{i},y,0,caption {i}" for i in range(10)]
+    lines += ["3,y,0,the same id again", " ,y,0,no id", "11,y,0,  ", "12,y,0,caption 12", "0,y,0,again"]
+    (tmp_path / "ac.csv").write_text("\n".join(lines) + "\n")
+    output = tmp_path / "pairs"
+    output.mkdir()
+    done = pa.table({"id": ["audiocaps-1", "audiocaps-12"]})
+    pq.write_table(embed.pair_table({**{c: np.array(["x", "x"], object) for c in ("source", "modality", "caption")},
+                                     "id": np.array(done.column("id").to_pylist(), object),
+                                     "url": np.array(["", ""], object), "clip": np.zeros((2, 3), np.float32),
+                                     "clap": np.zeros((2, 3), np.float32)}, np.ones(2, bool)),
+                   output / "part-00000000000000000001-00000000.parquet")
+    config = EmbedConfig(source="audiocaps", input=str(tmp_path / "ac.csv"), output=str(output), models=TINY)
+    work = embed.plan(config, str(tmp_path / "plan"))
+    assert len(work.todo.files) > 2  # windows, not one table
+    planned = [i for w in work.todo.windows() for i in w["id"]]
+    assert planned == [f"audiocaps-{i}" for i in (0, 2, 3, 4, 5, 6, 7, 8, 9)]
+    assert (work.input_rows, work.already_done) == (15, 2)
+    assert dict(work.failures) == {"duplicate_id": 2, "missing_id": 1, "empty_caption": 1}
+
+
+PLAN_PEAK = """
+import os, sys, tempfile
+from i2a_core.jobs.embed import EmbedConfig, plan
+from i2a_core.specs import PRESETS
+with tempfile.TemporaryDirectory() as scratch:
+    work = plan(EmbedConfig(source="audiocaps", input=sys.argv[1], output=sys.argv[2], models=PRESETS["tiny"].models),
+                scratch)
+assert work.todo.total == int(sys.argv[3]), work.todo.total
+print([int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0] // 1024)
+"""
+
+
+def test_planning_200k_captions_takes_about_the_driver_memory_of_20k(tmp_path):
+    """Issue 17: the plan is read, cleaned and spilled in windows. Before: the whole table in pandas and a set of
+    done ids (141 MB at 20k rows, 236 MB at 200k, 1.2 GB at 2M); the hash sets now cost 16 bytes an id."""
+    peaks = {}
+    for rows in (20_000, 200_000):
+        csv_path = _captions(tmp_path / f"ac{rows}.csv", rows)
+        done = subprocess.run([sys.executable, "-c", PLAN_PEAK, csv_path, str(tmp_path / f"out{rows}"), str(rows)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        peaks[rows] = int(done.stdout.split()[-1])
+    assert peaks[200_000] - peaks[20_000] < 40, peaks  # MB; before: 95 MB more
+
+
+SLOW_ENCODER = """
+import sys, time
+from i2a_core.stages import embed
+encode = embed.EncodePairs.__call__
+embed.EncodePairs.__call__ = lambda self, batch: (time.sleep({delay}), encode(self, batch))[1]
+from i2a_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _slow_encoder(monkeypatch, delay: float) -> None:
+    encode = EncodePairs.__call__
+
+    def slow(self, batch):
+        time.sleep(delay)
+        return encode(self, batch)
+
+    monkeypatch.setattr(EncodePairs, "__call__", slow)
+
+
+def test_parts_are_committed_by_time_as_well_as_by_rows(tmp_path, monkeypatch):
+    """Issue 16: a part every --commit-every seconds whatever its size, so a crash loses at most that much."""
+    _slow_encoder(monkeypatch, 0.4)
+    captions = _captions(tmp_path / "ac.csv", 16)
+    args = ["embed", "--preset", "tiny", "--source", "audiocaps", "--input", captions, "--runner", "local",
+            "--batch-size", "2", "--rows-per-part", "1000"]
+    assert main([*args, "--output", str(tmp_path / "by-time"), "--commit-every", "1"]) == 0
+    assert main([*args, "--output", str(tmp_path / "by-rows")]) == 0  # 60 s: one part at the end
+    by_time = glob.glob(str(tmp_path / "by-time" / "part-*.parquet"))
+    assert 2 <= len(by_time) <= 5, by_time  # ~3.2 s of rows; before: one part per 10,000 rows
+    assert len(glob.glob(str(tmp_path / "by-rows" / "part-*.parquet"))) == 1
+    ids = read_pairs(str(tmp_path / "by-time"), columns=["id"]).column("id").to_pylist()
+    assert sorted(ids) == sorted(read_pairs(str(tmp_path / "by-rows"), columns=["id"]).column("id").to_pylist())
+    assert len(ids) == len(set(ids)) == 16
+
+
+def test_a_run_killed_after_its_first_part_loses_only_uncommitted_rows_and_a_rerun_finishes_exactly_once(tmp_path):
+    captions = _captions(tmp_path / "ac.csv", 60)
+    output = tmp_path / "pairs"
+    args = ["embed", "--preset", "tiny", "--source", "audiocaps", "--input", captions, "--output", str(output),
+            "--runner", "local", "--batch-size", "4", "--rows-per-part", "4"]
+    killed = subprocess.Popen([sys.executable, "-c", SLOW_ENCODER.format(delay=0.3), *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not glob.glob(str(output / "part-*.parquet")):
+            assert killed.poll() is None, killed.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no part committed"
+            time.sleep(0.05)
+        killed.send_signal(signal.SIGKILL)
+    finally:
+        killed.kill()
+        killed.wait(timeout=60)
+    committed = read_pairs(str(output), columns=["id"]).column("id").to_pylist()
+    assert 4 <= len(committed) < 60 and len(committed) % 4 == 0  # whole parts only: lost = the batch in flight
+
+    assert main(args) == 0
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["rows_already_done"] == len(committed) and stats["rows_written"] == 60 - len(committed)
+    ids = read_pairs(str(output), columns=["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 60
+
+
+def test_embed_as_the_readme_runs_it_in_a_clean_environment_starts_its_own_ray(tmp_path):
+    """`i2a embed --runner ray` on a fresh machine: no RAY_* variables, no ~/.ray; it starts Ray itself."""
+    _captions(tmp_path / "captions.csv", 30)
+    done = subprocess.run(i2a_command("embed", "--preset", "tiny", "--source", "audiocaps", "--input", "captions.csv",
+                                      "--output", "pairs", "--runner", "ray", "--batch-size", "8"),
+                          cwd=tmp_path, env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "ray: one actor per node" in done.stdout
+    assert "30 pairs written" in done.stdout
+    assert len(read_pairs(str(tmp_path / "pairs"), columns=["id"])) == 30
+
+
+def test_ray_data_pools_embed_images_like_the_local_run(tmp_path, cc_shards, ray_session):
+    """The "data" strategy (GPU clusters) on CPUs: tar readers, decoders and encoders as Ray Data actor pools."""
+    shards, _ = cc_shards
+    pairs = {}
+    for strategy in ("local", "data"):
+        config = EmbedConfig(source="images", input=str(shards), output=str(tmp_path / strategy), models=TINY,
+                             batch_size=2, gpus_per_actor=0.0, cpus_per_actor=0.25)
+        work = embed.plan(config, str(tmp_path / f"plan-{strategy}"))
+        writer = embed.PairWriter(config.output, rows_per_part=100, every_s=60)
+        tally = embed.Tally()
+        runner.run(work.todo, embed.chain(config, strategy, cpus=2.0), writer, strategy=strategy,
+                   chunk_size=config.batch_size, on_commit=tally.commit, log=lambda line: None)
+        assert (tally.written, dict(tally.failures)) == (3, {"image_corrupt": 1})
+        pairs[strategy] = read_pairs(config.output).to_pandas().sort_values("id").reset_index(drop=True)
+    assert list(pairs["local"]["id"]) == list(pairs["data"]["id"])
+    np.testing.assert_allclose(np.stack(pairs["local"]["clip"]), np.stack(pairs["data"]["clip"]), atol=1e-5)

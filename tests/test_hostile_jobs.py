@@ -309,18 +309,15 @@ def _shard(folder, name: str, keys: list[str], metadata=None, cut_in_member: int
         pq.write_table(metadata, folder / f"{name}.parquet")
 
 
-def _embed_in_process(config, work) -> None:
-    """The embed stages without Ray: read+decode per tar, encode, write (what the Ray pipeline runs)."""
-    from i2a_core.jobs import embed
-
-    encoder = embed.PairEncoder(config.models, config.modality, batch_size=8, device="cpu")
-    for _, rows in work.rows.groupby("tar", sort=False):
-        batch = {c: rows[c].to_numpy(dtype=object) for c in rows.columns}
-        embed.write_part(encoder(embed.load_images(batch, encoder.clip.image_size)), config.output, config.modality)
+def _planned(work) -> dict:
+    """Every planned row of an embed plan as one numpy batch (the plan is spilled to Parquet windows)."""
+    windows = list(work.todo.windows())
+    return {name: np.concatenate([w[name] for w in windows]) for name in windows[0]} if windows else {}
 
 
 def test_broken_shards_are_counted_failures_and_the_other_rows_are_embedded(tmp_path):
-    from i2a_core.jobs.embed import EmbedConfig, plan, read_pairs
+    from i2a_core.jobs.embed import EmbedConfig, plan, read_pairs, run_embed
+    from i2a_core.stages.embed import ReadTarMembers
 
     shards = tmp_path / "shards"
     shards.mkdir()
@@ -333,27 +330,27 @@ def test_broken_shards_are_counted_failures_and_the_other_rows_are_embedded(tmp_
     _shard(shards, "00005", ["60"], metadata=pa.table({"key": [60], "url": ["u"], "caption": ["c"],
                                                        "status": ["success"]}))  # key of the wrong type
     config = EmbedConfig(source="images", input=str(shards), output=str(tmp_path / "pairs"),
-                         models=PRESETS["tiny"].models)
-    work = plan(config)
+                         models=PRESETS["tiny"].models, runner="local")
+    work = plan(config, str(tmp_path / "plan"))
     assert dict(work.failures) == {"shard_bad_metadata": 3, "shard_unreadable_metadata": 2}
-    assert sorted(work.rows["key"]) == ["10", "11", "12", "20", "21", "22"]
+    rows = _planned(work)
+    assert sorted(rows["key"]) == ["10", "11", "12", "20", "21", "22"]
 
-    _embed_in_process(config, work)
+    stats = run_embed(config, log=lambda line: None)
     written = sorted(read_pairs(config.output, columns=["caption"]).column("caption").to_pylist())
     tar_1 = sorted(c for c in written if c.startswith("picture 2"))
     assert [c for c in written if c.startswith("picture 1")] == ["picture 10", "picture 11", "picture 12"]
     assert tar_1 == ["picture 20"] and len(written) == len(set(written))  # rows before the cut are kept
+    assert stats["failures"]["read_broken_tar"] == 2
 
-    from i2a_core.jobs import embed
-
-    batch = {c: work.rows[c].to_numpy(dtype=object) for c in work.rows.columns}
-    read = embed.read_images({k: v[3:] for k, v in batch.items()})
-    assert list(read["error"]) == ["", "read_broken_tar", "read_broken_tar"]
+    read = ReadTarMembers()({k: v[3:] for k, v in rows.items()})
+    assert list(read["error_kind"]) == ["", "read_broken_tar", "read_broken_tar"]
 
 
 def test_an_8_mb_caption_is_cut_before_any_tokenizer_and_counted(tmp_path):
     from i2a_core.io.sources import MAX_CAPTION_CHARS
-    from i2a_core.jobs.embed import EmbedConfig, PairEncoder, plan
+    from i2a_core.jobs.embed import EmbedConfig, plan
+    from i2a_core.stages.embed import EncodePairs
 
     huge = "rain on a tin roof " * (8 * 2**20 // 19)
     pd.DataFrame({"audiocap_id": ["1", "2", "3"], "youtube_id": ["a", "b", "c"], "start_time": ["0"] * 3,
@@ -361,11 +358,11 @@ def test_an_8_mb_caption_is_cut_before_any_tokenizer_and_counted(tmp_path):
     config = EmbedConfig(source="audiocaps", input=str(tmp_path / "ac.csv"), output=str(tmp_path / "pairs"),
                          models=PRESETS["tiny"].models)
     started = time.perf_counter()
-    work = plan(config)
-    assert work.truncated == 1 and len(work.rows) == 3
-    assert work.rows["caption"].str.len().max() == MAX_CAPTION_CHARS
-    encoder = PairEncoder(config.models, "text", batch_size=8, device="cpu")
-    out = encoder({c: work.rows[c].to_numpy(dtype=object) for c in work.rows.columns})
+    work = plan(config, str(tmp_path / "plan"))
+    rows = _planned(work)
+    assert work.truncated == 1 and len(rows["id"]) == 3
+    assert max(len(c) for c in rows["caption"]) == MAX_CAPTION_CHARS
+    out = EncodePairs(config.models, "text", batch_size=8, device="cpu")(rows)
     assert out["clap"].shape[0] == 3 and np.isfinite(out["clap"]).all()
     assert time.perf_counter() - started < 30  # before: 15 s and 2 GB in the tokenizers alone
 

@@ -94,6 +94,6 @@ def test_sonify_writes_the_captions_it_sounds_like(tmp_path, capsys):
     code = main(["sonify", "--preset", "tiny", str(images), "--translator", translator_dir,
                  "--output", str(tmp_path / "out"), "--steps", "2"])
     assert code == 0, capsys.readouterr().err
-    record = json.load(open(os.path.join(tmp_path, "out", "red.json")))
+    record = json.load(open(os.path.join(tmp_path, "out", "audio", "red.json")))
     assert len(record["sounds_like"]) == 3
     assert all(s["caption"] in captions for s in record["sounds_like"])

@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     # 2. Captions, 3. pairs, 4. translators, 5. sounds and gallery: each step is the i2a command itself.
     storage.write_text_atomic(paths["captions.csv"], sample_captions(args).to_csv(index=False))
     steps = [
+        # Captions only (no images to read or decode): in this process too, without Ray's start-up.
         ["embed", "--source=audiocaps", f"--input={paths['captions.csv']}", f"--output={paths['pairs']}",
-         *model_flags],
+         "--runner=local", *model_flags],
         ["train", f"--input={paths['pairs']}", f"--output={paths['translators']}", "--datasets=audiocaps",
          "--losses=cosine,contrastive", "--hidden=256", "--retrieval", f"--epochs={args.epochs}"],
         # A handful of clips: in this process, without paying for Ray's start-up.
@@ -127,7 +128,7 @@ def sample_captions(args: argparse.Namespace) -> pd.DataFrame:
         path = str(resources.files("i2a_core") / "data" / "sample_captions.csv")
     else:
         try:
-            path = sources.audiocaps_csv(None)
+            path = sources.audiocaps_csv(None, refs.cache_dir())
         except sources.SourceError as e:
             raise ConfigError(str(e)) from None
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # pandas reads s3:// through s3fs

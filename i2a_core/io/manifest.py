@@ -99,6 +99,14 @@ def _unique_name(prefix: str, after_ns: int) -> tuple[str, int]:
     return f"{prefix}-{ns:020d}-{secrets.token_hex(4)}.parquet", ns
 
 
+def _column(values, kind: pa.DataType) -> pa.Array:
+    """A numpy column as Arrow of the schema's type (object arrays of str, datetime, lists, None; or numbers)."""
+    try:
+        return pa.array(values, type=kind, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # datetimes Ray Data made naive, in us
+        return pa.array(list(values), from_pandas=True).cast(kind, safe=False)
+
+
 class PartWriter:
     """Rows in, atomic Parquet parts out: one part per `rows_per_part` rows, or sooner once the oldest buffered row
     has waited `every_s` seconds (checked on each `add`; `add([])` checks the clock alone).
@@ -204,7 +212,7 @@ class PartWriter:
             if unknown:
                 raise ValueError(f"columns not in the schema: {', '.join(unknown)}")
             size = len(next(iter(rows.values()))) if rows else 0
-            columns = [pa.array(list(rows[f.name]), type=f.type) if f.name in rows else pa.nulls(size, f.type)
+            columns = [_column(rows[f.name], f.type) if f.name in rows else pa.nulls(size, f.type)
                        for f in self.schema]
             return pa.Table.from_arrays(columns, schema=self.schema)
         if isinstance(rows, (pa.Table, pa.RecordBatch)):
@@ -491,6 +499,33 @@ class DoneSet:
     def contains(self, values) -> np.ndarray:
         """For a window of input strings (list, numpy or Arrow array), whether each is done."""
         return _in_any([self._ok, self._permanent], *_hashes(values))
+
+
+class StringSet:
+    """A set of strings (ids, keys) held as 128-bit hashes: 16 bytes a member, no Python strings.
+
+    For a job's own bookkeeping over millions of items: which ids an output holds, which ids a plan has seen.
+    """
+
+    def __init__(self):
+        self._hashes = _HashSet()
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def add(self, values) -> None:
+        self._hashes.add(*_hashes(values))
+
+    def contains(self, values) -> np.ndarray:
+        """For a window of strings (list, numpy or Arrow array), whether each is a member."""
+        return self._hashes.contains(*_hashes(values))
+
+    def add_new(self, values) -> np.ndarray:
+        """Add a window of strings; True where a value is new: not a member before, nor earlier in the window."""
+        hi, lo = _hashes(values)
+        new = _first_seen(hi, lo) & ~self._hashes.contains(hi, lo)
+        self._hashes.add(hi[new], lo[new])
+        return new
 
 
 def _done_set(fs, files: list[str]) -> DoneSet:

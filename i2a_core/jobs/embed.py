@@ -1,30 +1,31 @@
-"""Ray Data pipeline: caption or image rows -> paired CLIP/CLAP vectors as resumable zstd Parquet parts, with stats."""
+"""`i2a embed` as a job on the one runner: caption or image rows -> paired CLIP/CLAP vectors as zstd Parquet parts.
+
+Steps: check everything -> take the output's lease -> plan (read the caption table or the shards' metadata in
+windows, clean them, drop the ids the output already holds; spilled to Parquet windows) -> run the stages on
+the runner (read tar members -> decode with CLIP's one preprocessing -> CLIP + CLAP -> pair rows), committing a
+part by rows or by time -> stats.json and the norm histograms.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import tarfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Callable, Iterator
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from i2a_core.errors import ConfigError
-from i2a_core.io import images, lease, sources, storage
-from i2a_core.progress import Progress
+from i2a_core import checks, refs, runner
+from i2a_core.errors import ConfigError, SourceError, Stalled
+from i2a_core.io import lease, manifest, sources, storage
 from i2a_core.raycluster import require_shared_output
-from i2a_core.refs import clip_image_size
-from i2a_core.specs import ImageLimits
-
-if TYPE_CHECKING:  # presets imports torch; the read and decode workers never need it
-    from i2a_core.specs import ModelSpec
+from i2a_core.runner import STALL_TIMEOUT_S, Chain, Stage
+from i2a_core.specs import ImageLimits, ModelSpec
 
 # The output contract: training and every other consumer reads exactly these columns.
 PAIR_SCHEMA = pa.schema([
@@ -38,9 +39,15 @@ PAIR_SCHEMA = pa.schema([
 ])
 PART_GLOB = "part-*.parquet"
 SOURCES = ("audiocaps", "images")
-STAGES = ("read", "decode", "clip", "clap", "write")
-BATCHES_PER_BLOCK = 8
-TASK_CPUS = 0.25  # read/decode and write tasks: light, and they must fit beside CPU-only encoder actors
+LOCAL_MAX_ROWS = 1000  # `--runner auto` embeds this many rows or fewer in this process, without starting Ray
+NORMS_KEPT = 1 << 20  # norms per histogram: all of them up to this, then a uniform sample of this many
+# Ray Data: CPUs per tar-reader actor and per pair-rows task, and those the plan's Parquet read tasks take
+READ_CPUS, ROW_CPUS, PLAN_READ_CPUS = 0.25, 0.25, 1.0
+
+READ_TARS = "i2a_core.stages.embed:ReadTarMembers"
+DECODE = "i2a_core.stages.images:DecodeImages"
+ENCODE = "i2a_core.stages.embed:EncodePairs"
+PAIR_ROWS = "i2a_core.stages.embed:pair_rows"
 
 
 @dataclass(frozen=True)
@@ -49,55 +56,112 @@ class EmbedConfig:
     input: str | None  # AudioCaps CSV or img2dataset shard folder; None: the official AudioCaps train CSV
     output: str
     models: ModelSpec
-    actors: int = 1
-    gpus_per_actor: float = 0.0
-    cpus_per_actor: float | None = None  # None: 1 with GPUs, else the node's CPUs (see actor_cpus)
+    actors: int = 1  # encoder actors on Ray Data (with GPUs); without GPUs, one actor per node runs every stage
+    gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    cpus_per_actor: float | None = None  # per encoder actor on Ray Data; None: 1
     batch_size: int = 64
-    rows_per_part: int = 10_000
-    device: str | None = None
-    take_over_lease: bool = False  # take the output from a job that looks alive (see lease.py)
+    rows_per_part: int = manifest.PART_ROWS  # a part is committed at this many rows...
+    commit_every: float = manifest.PART_EVERY_S  # ...or once its oldest row has waited this many seconds
+    runner: str = "auto"  # auto | local | ray
+    device: str | None = None  # in-process runs only; Ray actors use the devices Ray gives them
+    stall_timeout: float = STALL_TIMEOUT_S
+    take_over_lease: bool = False  # take the output from a job that looks alive (see io/lease.py)
+    limits: ImageLimits = ImageLimits()  # tar members over limits.max_bytes are refused by their header
 
     @property
     def modality(self) -> str:
         return "text" if self.source == "audiocaps" else "image"
 
 
-@dataclass
-class Plan:
-    """What a run must compute: rows not yet in the output, and the rows skipped before any model runs."""
+# --- 1. check everything before the lease and before any model loads ---
 
-    rows: pd.DataFrame  # id, source, caption, url (+ tar, key for images)
-    input_rows: int
-    already_done: int
+
+def check(config: EmbedConfig) -> None:
+    if config.source not in SOURCES:
+        raise SourceError(f"unknown source '{config.source}' (choose from {', '.join(SOURCES)})")
+    if config.source == "images" and not config.input:
+        raise ConfigError("--source images needs --input: the shard folder written by `i2a fetch`")
+    for flag, value in (("actors", config.actors), ("batch-size", config.batch_size),
+                        ("rows-per-part", config.rows_per_part)):
+        if value < 1:
+            raise ConfigError(f"--{flag} {value}: must be at least 1")
+    if (config.gpus_per_actor is not None and config.gpus_per_actor < 0) or \
+            (config.cpus_per_actor is not None and config.cpus_per_actor <= 0):
+        raise ConfigError("--gpus-per-actor must be >= 0 and --cpus-per-actor > 0")
+    if not config.commit_every > 0 or not config.stall_timeout > 0:
+        raise ConfigError("--commit-every and --stall-timeout must be positive numbers of seconds")
+    if config.runner not in ("auto", "local", "ray"):
+        raise ConfigError(f"--runner {config.runner}: choose auto, local or ray")
+    checks.check_device(config.device)
+    storage.check_output(config.output)
+
+
+# --- 2. plan: the rows not embedded yet, read and cleaned in windows, spilled to Parquet ---
+
+
+@dataclass
+class EmbedPlan:
+    """What a run must compute (spilled: the driver holds file names, not rows), and what it skipped."""
+
+    todo: runner.Plan
+    input_rows: int = 0
+    already_done: int = 0
     failures: Counter = field(default_factory=Counter)
     truncated: int = 0  # captions cut at sources.MAX_CAPTION_CHARS before any tokenizer saw them
 
 
-# 1. Reader: the input table, cleaned and minus what an earlier run already wrote (driver side, no images).
-
 def read_pairs(output: str, columns: list[str] | None = None) -> pa.Table:
     """Every pair written under `output` (all part files), in the PAIR_SCHEMA."""
-    fs, path = storage.filesystem(output)
-    parts = sorted(fs.glob(f"{path.rstrip('/')}/{PART_GLOB}"))
+    fs, parts = _parts(output)
     if not parts:
         return PAIR_SCHEMA.empty_table().select(columns or PAIR_SCHEMA.names)
     return pq.ParquetDataset(parts, filesystem=fs).read(columns=columns)
 
 
-def _input_rows(config: EmbedConfig) -> tuple[pd.DataFrame, Counter]:
+def _parts(output: str) -> tuple[object, list[str]]:
+    fs, path = storage.filesystem(output)
+    return fs, sorted(fs.glob(f"{path.rstrip('/')}/{PART_GLOB}"))
+
+
+def done_ids(output: str) -> manifest.StringSet:
+    """The ids the output's parts hold, as 16-byte hashes, reading only the `id` column a batch at a time."""
+    fs, parts = _parts(output)
+    done = manifest.StringSet()
+    for part in parts:
+        with fs.open(part, "rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=sources.WINDOW_ROWS, columns=["id"]):
+                done.add(batch.column(0))
+    return done
+
+
+def plan(config: EmbedConfig, directory: str) -> EmbedPlan:
+    """The rows to embed, spilled to Parquet windows under `directory`: each with an id and a caption, the first
+    row of its id, and not in the output yet (so reruns resume). Every row dropped is counted by reason.
+
+    Memory: one window of rows at a time, plus 16 bytes per id the output holds and per distinct id of the input
+    (hash sets), never the table itself.
+    """
+    work = EmbedPlan(runner.Plan([], 0))
+    done = done_ids(config.output)
+    seen = manifest.StringSet()  # the input's ids so far: the first occurrence of an id is kept
+    windows = (_clean(window, work, seen, done, config.modality) for window in _input_windows(config, work.failures))
+    work.todo = runner.spill(windows, directory)
+    return work
+
+
+def _input_windows(config: EmbedConfig, failures: Counter) -> Iterator[pa.Table]:
     if config.source == "audiocaps":
-        return sources.read_audiocaps(sources.audiocaps_csv(config.input)), Counter()
-    if config.source == "images":
-        return _shard_rows(config.input)
-    raise sources.SourceError(f"unknown source '{config.source}' (choose from {', '.join(SOURCES)})")
+        return sources.audiocaps_windows(sources.audiocaps_csv(config.input, refs.cache_dir()))
+    return _shard_windows(config.input, failures)
 
 
 # img2dataset's metadata columns that embed reads, and the Arrow types each may have.
 SHARD_COLUMNS = {"key": "string", "url": "string", "caption": "string", "status": "string"}
 
 
-def _shard_rows(folder: str) -> tuple[pd.DataFrame, Counter]:
-    """Rows of img2dataset webdataset output, from the metadata Parquet beside each tar (no image is read).
+def _shard_windows(folder: str, failures: Counter) -> Iterator[pa.Table]:
+    """Rows of img2dataset webdataset output, from the metadata Parquet beside each tar (no image is read), in
+    windows (id, source, caption, url, tar, key).
 
     A shard whose metadata is missing or unreadable is skipped and counted (`shard_unreadable_metadata`,
     one per shard: its rows are unknown); one with missing or mistyped columns counts all its rows as
@@ -106,34 +170,20 @@ def _shard_rows(folder: str) -> tuple[pd.DataFrame, Counter]:
     fs, path = storage.filesystem(folder)
     tars = sorted(fs.glob(f"{path.rstrip('/')}/*.tar"))
     if not tars:
-        raise sources.SourceError(f"{folder}: no webdataset shards (*.tar) found; fetch some with `i2a fetch`")
-    frames, failures = [], Counter()
+        raise SourceError(f"{folder}: no webdataset shards (*.tar) found; fetch some with `i2a fetch`")
     for tar in tars:
-        meta_path = tar[:-len(".tar")] + ".parquet"
+        name = fs.unstrip_protocol(tar) if storage.is_remote(folder) else tar
         try:
-            table = pq.read_table(meta_path, filesystem=fs)
+            with fs.open(tar[:-len(".tar")] + ".parquet", "rb") as f:
+                reader = pq.ParquetFile(f)
+                if not _shard_columns_ok(reader.schema_arrow):
+                    failures["shard_bad_metadata"] += reader.metadata.num_rows
+                    continue
+                columns = [c for c in (*SHARD_COLUMNS, "id", "source") if c in reader.schema_arrow.names]
+                for batch in reader.iter_batches(batch_size=sources.WINDOW_ROWS, columns=columns):
+                    yield _shard_window(pa.Table.from_batches([batch]), name, failures)
         except (OSError, pa.ArrowException):  # missing, truncated, not Parquet
             failures["shard_unreadable_metadata"] += 1
-            continue
-        if not _shard_columns_ok(table.schema):
-            failures["shard_bad_metadata"] += table.num_rows
-            continue
-        meta = table.to_pandas()
-        # Rows img2dataset could not fetch never reached the tar; count them here by stage.
-        failures.update({"fetch_failed_to_download": int((meta["status"] == "failed_to_download").sum()),
-                         "fetch_failed_to_resize": int((meta["status"] == "failed_to_resize").sum())})
-        meta = meta[meta["status"] == "success"]
-        source = meta["source"].astype(str) if "source" in meta else pd.Series("images", index=meta.index)
-        urls = meta["url"].fillna("").astype(str)
-        ids = meta["id"].astype(str) if "id" in meta else [sources.image_id(s, u) for s, u in zip(source, urls)]
-        frames.append(pd.DataFrame({
-            "id": list(ids), "source": list(source), "caption": meta["caption"].map(sources.clean_caption).tolist(),
-            "url": list(urls), "tar": fs.unstrip_protocol(tar) if storage.is_remote(folder) else tar,
-            "key": list(meta["key"].astype(str)),
-        }))
-    if not frames:
-        return pd.DataFrame(columns=["id", "source", "caption", "url", "tar", "key"]), +failures
-    return pd.concat(frames, ignore_index=True), +failures
 
 
 def _shard_columns_ok(schema: pa.Schema) -> bool:
@@ -146,348 +196,282 @@ def _shard_columns_ok(schema: pa.Schema) -> bool:
     return True
 
 
-def plan(config: EmbedConfig) -> Plan:
-    """The rows to embed: captioned, unique ids, and not already in the output (so reruns resume)."""
-    rows, failures = _input_rows(config)
-    input_rows = len(rows) + sum(failures.values())
-    checks = {
-        "missing_id": lambda r: r["id"] == "",
-        "empty_caption": lambda r: r["caption"] == "",
-        "duplicate_id": lambda r: r["id"].duplicated(),  # the first occurrence is kept
-    }
-    for reason, check in checks.items():
-        bad = check(rows)
-        failures[reason] += int(bad.sum())
-        rows = rows[~bad]
-    done = set(read_pairs(config.output, columns=["id"]).column("id").to_pylist())
-    finished = rows["id"].isin(done)
-    rows = rows[~finished].reset_index(drop=True)
-    too_long = rows["caption"].str.len() > sources.MAX_CAPTION_CHARS
-    if too_long.any():
-        rows.loc[too_long, "caption"] = rows.loc[too_long, "caption"].str.slice(0, sources.MAX_CAPTION_CHARS)
-    return Plan(rows, input_rows, int(finished.sum()), +failures, truncated=int(too_long.sum()))
+def _text(table: pa.Table, name: str) -> pa.ChunkedArray:
+    return pc.fill_null(table.column(name).cast(pa.string()), "")
 
 
-# 2. Stages. Each takes and returns a dict of numpy columns; models are built inside the actor.
+def _shard_window(meta: pa.Table, tar: str, failures: Counter) -> pa.Table:
+    status = _text(meta, "status")
+    # Rows img2dataset could not fetch never reached the tar; count them here by stage.
+    for reason in ("failed_to_download", "failed_to_resize"):
+        failed = pc.sum(pc.equal(status, reason)).as_py() or 0
+        if failed:
+            failures[f"fetch_{reason}"] += failed
+    meta = meta.filter(pc.equal(status, "success"))
+    urls = _text(meta, "url").to_pylist()
+    source = _text(meta, "source").to_pylist() if "source" in meta.column_names else ["images"] * meta.num_rows
+    ids = _text(meta, "id").to_pylist() if "id" in meta.column_names else \
+        [sources.image_id(s, u) for s, u in zip(source, urls, strict=True)]
+    return pa.table({"id": ids, "source": source,
+                     "caption": [sources.clean_caption(c) for c in meta.column("caption").to_pylist()],
+                     "url": urls, "tar": [tar] * meta.num_rows, "key": _text(meta, "key")})
 
-def read_images(batch: dict, max_bytes: int = ImageLimits.max_bytes) -> dict:
-    """Stage `read`: the JPEG bytes of each row, streamed out of its tar (each tar opened once per batch).
 
-    A tar that is truncated or unreadable fails only its rows not read yet (`read_broken_tar`); a row
-    whose image is not in its tar is `read_missing_from_tar`; one whose member is over `max_bytes` (judged
-    by its header, before a byte of it is read: a sparse member of a tiny tar can claim gigabytes) is
-    `image_too_large`.
+def _clean(window: pa.Table, work: EmbedPlan, seen: manifest.StringSet, done: manifest.StringSet,
+           modality: str) -> pa.Table:
+    """A window less its bad, repeated and finished rows (each counted), with the columns the runner's stages use."""
+    work.input_rows += window.num_rows
+
+    def drop(table: pa.Table, reason: str, bad: np.ndarray) -> pa.Table:
+        if bad.any():
+            work.failures[reason] += int(bad.sum())
+            table = table.filter(pa.array(~bad))
+        return table
+
+    window = drop(window, "missing_id", _true(pc.equal(_text(window, "id"), "")))
+    window = drop(window, "empty_caption", _true(pc.equal(_text(window, "caption"), "")))
+    window = drop(window, "duplicate_id", ~seen.add_new(window.column("id")))  # the first occurrence is kept
+    finished = done.contains(window.column("id"))
+    work.already_done += int(finished.sum())
+    window = window.filter(pa.array(~finished))
+
+    long = _true(pc.greater(pc.utf8_length(window.column("caption")), sources.MAX_CAPTION_CHARS))
+    if long.any():
+        captions = window.column("caption").to_pylist()
+        window = window.set_column(window.column_names.index("caption"), "caption", pa.array(
+            [c[:sources.MAX_CAPTION_CHARS] if cut else c for c, cut in zip(captions, long, strict=True)],
+            pa.string()))
+        work.truncated += int(long.sum())
+    count = window.num_rows
+    # Missing URLs travel as '' (written as null); every row starts without error, named by its id.
+    window = window.set_column(window.column_names.index("url"), "url", _text(window, "url"))
+    window = window.append_column("display", window.column("id"))
+    window = window.append_column("error", pa.array([""] * count, pa.string()))
+    window = window.append_column("error_kind", pa.array([""] * count, pa.string()))
+    if modality == "image":
+        window = window.append_column("input", window.column("url"))
+    return window
+
+
+def _true(values) -> np.ndarray:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+# --- 3. stages, and the commit ---
+
+
+def chain(config: EmbedConfig, strategy: str, cpus: float = 1.0) -> Chain:
+    """The stages, by dotted path: [read tar members -> decode (CLIP's preprocessing) ->] encode -> pair rows.
+
+    Their Ray Data settings matter only for the "data" strategy: `--actors` encoders with `--gpus-per-actor`,
+    tar readers and decoders on the CPUs left.
     """
-    started = time.perf_counter()
-    wanted: dict[str, dict[str, int]] = {}
-    for i, (tar, key) in enumerate(zip(batch["tar"], batch["key"])):
-        wanted.setdefault(tar, {})[f"{key}.jpg"] = i
-    data = np.empty(len(batch["key"]), dtype=object)
-    errors = np.array(batch["error"], dtype=object) if "error" in batch else np.full(len(data), "", dtype=object)
-    for tar, members in wanted.items():
-        fs, path = storage.filesystem(tar)
-        try:
-            with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as archive:
-                left = len(members)
-                for member in archive:
-                    if member.name in members:
-                        if member.size > max_bytes:
-                            errors[members[member.name]] = "image_too_large"
-                        else:
-                            data[members[member.name]] = archive.extractfile(member).read(max_bytes + 1)
-                        left -= 1
-                        if not left:  # a block holds part of a shard: stop streaming once it is complete
-                            break
-            missing = "read_missing_from_tar"
-        except (tarfile.TarError, OSError, EOFError):
-            missing = "read_broken_tar"
-        for i in members.values():
-            if data[i] is None and not errors[i]:
-                errors[i] = missing
-    batch = {k: v for k, v in batch.items() if k not in ("tar", "key")}
-    batch["image"] = np.array([d if d is not None else b"" for d in data], dtype=object)
-    batch["error"] = errors
-    batch["read_s"] = _per_row(started, len(data))
-    return batch
+    gpus = (config.gpus_per_actor if config.gpus_per_actor is not None else 1.0) if strategy == "data" else 0.0
+    encoder_cpus = config.cpus_per_actor or 1.0
+    encode = Stage(ENCODE, {"models": config.models, "modality": config.modality, "batch_size": config.batch_size,
+                            "device": config.device if strategy == "local" else None},
+                   batch_size=config.batch_size, actors=config.actors, num_cpus=encoder_cpus, num_gpus=gpus)
+    rows = Stage(PAIR_ROWS, {"modality": config.modality}, num_cpus=ROW_CPUS)
+    if config.modality == "text":
+        return Chain((encode, rows), key="id")
+    spare = max(cpus - config.actors * encoder_cpus - ROW_CPUS - PLAN_READ_CPUS, 2 * READ_CPUS)
+    readers = max(1, min(4, int(spare // 4)))  # each reader indexes the tars it meets: few of them
+    decode_cpus = spare - readers * READ_CPUS
+    decoders = max(1, int(decode_cpus))
+    return Chain((
+        Stage(READ_TARS, {"max_bytes": config.limits.max_bytes}, batch_size=config.batch_size, actors=readers,
+              num_cpus=READ_CPUS),
+        Stage(DECODE, {"clip": config.models.clip, "limits": config.limits, "check_extension": False,
+                       "thumbnails": False},
+              batch_size=config.batch_size, actors=decoders, num_cpus=min(1.0, decode_cpus / decoders)),
+        encode, rows), key="id")
 
 
-def decode_images(batch: dict, image_size: int) -> dict:
-    """Stage `decode`: bytes -> RGB -> resized and center-cropped uint8 pixels, as CLIP's eval transform does.
-
-    A row that cannot be decoded keeps zero pixels and gets its failure kind in `error`.
-    """
-    started = time.perf_counter()
-    count = len(batch["id"])
-    pixels = np.zeros((count, image_size, image_size, 3), np.uint8)
-    errors = np.array(batch["error"], dtype=object) if "error" in batch else np.full(count, "", dtype=object)
-    for i, (data, url) in enumerate(zip(batch["image"], batch["url"])):
-        if errors[i]:  # the read stage already failed this row
-            continue
-        try:
-            image = images.decode_image(data, str(url), check_extension=False)
-        except images.ImageError as e:
-            errors[i] = f"image_{e.kind}"
-            continue
-        except Exception:  # PIL raises OSError, SyntaxError... from Image.open on some damaged files
-            errors[i] = "image_corrupt"
-            continue
-        pixels[i] = np.asarray(resize_and_crop(image, image_size))
-    batch = {k: v for k, v in batch.items() if k != "image"}
-    batch.update(pixels=pixels, error=errors, decode_s=_per_row(started, count))
-    return batch
+def check_resources(config: EmbedConfig, cpus: float) -> None:
+    """Ray Data's encoder actors must leave CPUs for reading the plan, the tars and decoding: every actor pool
+    starts whole, so without them the job would wait for ever."""
+    encoder_cpus = config.cpus_per_actor or 1.0
+    others = PLAN_READ_CPUS + ROW_CPUS + (2 * READ_CPUS if config.modality == "image" else 0.0)
+    if config.actors * encoder_cpus + others > cpus:
+        raise ConfigError(f"--actors {config.actors} x --cpus-per-actor {encoder_cpus:g} leaves less than "
+                          f"{others:g} of the Ray cluster's {cpus:g} CPUs for reading, decoding and writing")
 
 
-def resize_and_crop(image, size: int):
-    """open_clip's eval geometry (torchvision Resize(size, bicubic) then CenterCrop(size)) in plain PIL.
-
-    Plain PIL keeps torch out of the decode workers; tests check the result against open_clip's transform.
-    """
-    from PIL import Image
-
-    width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
-    if short != size:
-        long = int(size * long / short)
-        image = image.resize((size, long) if width <= height else (long, size), Image.Resampling.BICUBIC)
-    width, height = image.size
-    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
-    return image.crop((left, top, left + size, top + size))
-
-
-def load_images(batch: dict, image_size: int) -> dict:
-    """Stages `read` then `decode`, in one task."""
-    return decode_images(read_images(batch), image_size)
-
-
-class PairEncoder:
-    """Stages `clip` and `clap` in one actor: CLIP (image pixels or caption text) and AudioLDM's CLAP (caption)."""
-
-    def __init__(self, models: ModelSpec, modality: str, batch_size: int, device: str | None = None):
-        import torch
-        from torchvision.transforms import Normalize
-
-        from i2a_core.models.audioldm import ClapTextEncoder
-        from i2a_core.models.clip import ClipEncoder
-        from i2a_core.models.devices import match_torch_threads_to_ray
-        from i2a_core.quiet import quiet_libraries
-
-        quiet_libraries()
-        match_torch_threads_to_ray()
-        self.modality = modality
-        self.clip = ClipEncoder(models.clip, device=device, batch_size=batch_size)
-        self.clap = ClapTextEncoder.load(models.audioldm, device=device)
-        self.batch_size = batch_size
-        normalize = next(t for t in self.clip.preprocess.transforms if isinstance(t, Normalize))
-        self.mean = torch.tensor(normalize.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(normalize.std).view(1, 3, 1, 1)
-
-    def __call__(self, batch: dict) -> dict:
-        import torch
-
-        count = len(batch["id"])
-        ok = batch["error"] == "" if "error" in batch else np.ones(count, bool)
-        captions = [str(c) for c in batch["caption"][ok]]
-
-        started = time.perf_counter()
-        clip = np.zeros((count, self.clip.dim), np.float32)
-        if self.modality == "image":
-            pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][ok])).permute(0, 3, 1, 2)
-            clip[ok] = self.clip.encode_pixels((pixels.float() / 255.0 - self.mean) / self.std)
-            clip_truncated = np.zeros(count, bool)
-        else:
-            clip[ok] = self.clip.encode_texts(captions)
-            clip_truncated = np.zeros(count, bool)
-            clip_truncated[ok] = clip_truncation(self.clip, captions)
-        clip_s = _per_row(started, count)
-
-        started = time.perf_counter()
-        clap = np.zeros((count, self.clap.dim), np.float32)
-        clap[ok] = self.clap.encode(captions, batch_size=self.batch_size)
-        clap_truncated = np.zeros(count, bool)
-        clap_truncated[ok] = self.clap.truncated(captions)
-        clap_s = _per_row(started, count)
-
-        out = {k: v for k, v in batch.items() if k != "pixels"}
-        out.update(error=np.where(ok, "", batch.get("error", np.full(count, "", object))).astype(object),
-                   clip=clip, clap=clap, clip_truncated=clip_truncated, clap_truncated=clap_truncated,
-                   clip_s=clip_s, clap_s=clap_s)
-        return out
-
-
-def clip_truncation(encoder, texts: list[str]) -> np.ndarray:
-    """Which texts are longer than CLIP's context (open_clip truncates them silently)."""
-    tokenizer = encoder.tokenizer
-    if hasattr(tokenizer, "encode"):  # open_clip's BPE tokenizer: ids without the start and end tokens
-        return np.array([len(tokenizer.encode(t)) + 2 > encoder.context_length for t in texts], bool)
-    return (tokenizer(texts)[:, -1] != 0).numpy()  # others: the text filled the last position
-
-
-def write_part(batch: dict, output: str, modality: str) -> dict:
-    """Stage `write`: the batch's good rows as one zstd Parquet part, written atomically.
-
-    The part is named by a hash of its ids, so a retried task rewrites the same file instead of adding a
-    second copy. Returns one summary row (counts, stage seconds, norms) for the driver's stats.
-    """
-    started = time.perf_counter()
-    ok = batch["error"] == "" if "error" in batch else np.ones(len(batch["id"]), bool)
-    ids = [str(i) for i in batch["id"][ok]]
-    table = pa.table({
-        "id": ids,
-        "source": [str(s) for s in batch["source"][ok]],
-        "modality": [modality] * len(ids),
-        "caption": [str(c) for c in batch["caption"][ok]],
-        "url": [str(u) or None for u in batch["url"][ok]],
-        "clip": _list_array(batch["clip"][ok]),
-        "clap": _list_array(batch["clap"][ok]),
-    }, schema=PAIR_SCHEMA)
-    if ids:
-        name = hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:20]
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        storage.write_bytes_atomic(storage.join(output, f"part-{name}.parquet"), buffer.getvalue())
-    stage_s = {stage: float(np.sum(batch[f"{stage}_s"])) for stage in STAGES[:-1] if f"{stage}_s" in batch}
-    stage_s["write"] = time.perf_counter() - started
-    return {
-        "rows": np.array([len(ids)]),
-        "batch_rows": np.array([len(batch["id"])]),
-        "failures": np.array([json.dumps(Counter(str(e) for e in batch["error"][~ok]))], dtype=object),
-        "clip_truncated": np.array([int(batch["clip_truncated"][ok].sum())]),
-        "clap_truncated": np.array([int(batch["clap_truncated"][ok].sum())]),
-        "stage_s": np.array([json.dumps(stage_s)], dtype=object),
-        "clip_norms": np.array([np.linalg.norm(batch["clip"][ok], axis=1).astype(np.float32).tobytes()], dtype=object),
-        "clap_norms": np.array([np.linalg.norm(batch["clap"][ok], axis=1).astype(np.float32).tobytes()], dtype=object),
-    }
-
-
-def _list_array(vectors: np.ndarray) -> pa.Array:
+def _list_array(vectors) -> pa.Array:
+    vectors = np.asarray(vectors)
+    if vectors.dtype == object:  # rows of vectors that travelled one by one
+        vectors = np.stack(vectors) if len(vectors) else np.zeros((0, 0), np.float32)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     offsets = np.arange(len(vectors) + 1, dtype=np.int32) * (vectors.shape[1] if vectors.ndim == 2 else 0)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(vectors.reshape(-1)))
 
 
-def _per_row(started: float, count: int) -> np.ndarray:
-    """A batch's seconds spread over its rows, so stage times survive Ray's re-batching."""
-    return np.full(count, (time.perf_counter() - started) / max(count, 1))
+def pair_table(batch: dict, ok: np.ndarray) -> pa.Table:
+    """The `ok` rows of a pair-rows batch in the PAIR_SCHEMA (a missing URL as null)."""
+    def texts(name: str) -> list[str]:
+        return [str(v) for v in np.asarray(batch[name], dtype=object)[ok]]
+
+    return pa.table({"id": texts("id"), "source": texts("source"), "modality": texts("modality"),
+                     "caption": texts("caption"), "url": [u or None for u in texts("url")],
+                     "clip": _list_array(np.asarray(batch["clip"])[ok]),
+                     "clap": _list_array(np.asarray(batch["clap"])[ok])}, schema=PAIR_SCHEMA)
 
 
-# 3. Runner: wire the stages, stream the summaries back, write stats.json and the norm histograms.
+class PairWriter:
+    """Embed's commit: each batch's rows without error go into zstd Parquet parts (PAIR_SCHEMA) through
+    manifest.PartWriter, a part per `rows_per_part` rows or sooner once its oldest row waited `every_s` seconds.
+
+    The runner hands it the columns named in `schema`: the pairs' and `error`. Failed rows are not written
+    (the job counts them by reason), so a rerun tries them again.
+    """
+
+    schema = pa.schema([*PAIR_SCHEMA, pa.field("error", pa.string())])
+
+    def __init__(self, output: str, rows_per_part: int, every_s: float):
+        self.parts = manifest.PartWriter(output, PAIR_SCHEMA, rows_per_part=rows_per_part, every_s=every_s)
+        self.seconds = 0.0  # spent converting and writing: the `write` stage of stats.json
+
+    def add(self, batch: dict) -> int:
+        started = time.perf_counter()
+        ok = np.array([not error for error in batch["error"]], dtype=bool)
+        committed = self.parts.add(pair_table(batch, ok))
+        self.seconds += time.perf_counter() - started
+        return committed
+
+    def flush(self) -> int:
+        started = time.perf_counter()
+        committed = self.parts.flush()
+        self.seconds += time.perf_counter() - started
+        return committed
+
+    @property
+    def written(self) -> int:
+        return self.parts.written
 
 
-def build_dataset(config: EmbedConfig, rows: pd.DataFrame, image_size: int | None):
-    import ray
+class NormSample:
+    """The norms of written vectors, for a histogram: every one up to `keep`, then a uniform sample of `keep`
+    of them (reservoir sampling), so that the driver's memory stays flat however many rows a run writes."""
 
-    forwarded = storage.worker_env()
-    env = {"env_vars": forwarded} if forwarded else None  # a runtime env, even empty, needs fresh workers
-    # Blocks of a few encoder batches: big enough that per-task overhead stays small, small enough to stream.
-    block_rows = BATCHES_PER_BLOCK * config.batch_size
-    # Missing URLs travel as '' (an all-null column would reach the writer as float NaN); written as null.
-    rows = rows.assign(url=rows["url"].fillna(""))
-    if config.modality == "image":
-        # A block never spans two tars, so each read task opens one tar.
-        groups = [group for _, group in rows.groupby("tar", sort=False)]
-        blocks = [g.iloc[i:i + block_rows] for g in groups for i in range(0, len(g), block_rows)]
-    else:
-        blocks = [rows.iloc[i:i + block_rows] for i in range(0, len(rows), block_rows)]
-    dataset = ray.data.from_pandas([b.reset_index(drop=True) for b in blocks])
-    if config.modality == "image":
-        # Read and decode run as one CPU task per block (timed as two stages). The memory reservation (a
-        # block's pixels on top of a worker's base) also keeps Ray Data from fusing them into the encoder
-        # actors, as it does for stages with equal resources: decoding runs beside encoding, not inside it.
-        dataset = dataset.map_batches(load_images, fn_kwargs={"image_size": image_size}, batch_format="numpy",
-                                      batch_size=None, runtime_env=env, num_cpus=TASK_CPUS,
-                                      memory=512 * 2**20 + 8 * block_rows * 3 * image_size ** 2)
-    dataset = dataset.map_batches(
-        PairEncoder, fn_constructor_kwargs={"models": config.models, "modality": config.modality,
-                                            "batch_size": config.batch_size, "device": config.device},
-        compute=ray.data.ActorPoolStrategy(min_size=config.actors, max_size=config.actors),
-        num_gpus=config.gpus_per_actor, num_cpus=actor_cpus(config), batch_size=config.batch_size,
-        batch_format="numpy", runtime_env=env)
-    return dataset.map_batches(write_part, fn_kwargs={"output": config.output, "modality": config.modality},
-                               batch_size=config.rows_per_part, batch_format="numpy", runtime_env=env,
-                               num_cpus=TASK_CPUS)
+    def __init__(self, keep: int = NORMS_KEPT):
+        self.keep, self.seen = keep, 0
+        self.chunks: list[np.ndarray] = []
+        self.sample: np.ndarray | None = None  # once more than `keep` were seen
+        self.rng = np.random.default_rng(0)
+
+    def add(self, norms: np.ndarray) -> None:
+        norms = np.asarray(norms, np.float32)
+        if self.sample is None:
+            self.chunks.append(norms)
+            self.seen += len(norms)
+            if self.seen > self.keep:
+                everything = np.concatenate(self.chunks)
+                self.sample, self.chunks, self.seen = everything[:self.keep].copy(), [], self.keep
+                norms = everything[self.keep:]
+            else:
+                return
+        slots = (self.rng.random(len(norms)) * (self.seen + 1 + np.arange(len(norms)))).astype(np.int64)
+        kept = slots < self.keep
+        self.sample[slots[kept]] = norms[kept]
+        self.seen += len(norms)
+
+    def values(self) -> np.ndarray:
+        if self.sample is not None:
+            return self.sample
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
 
 
-def actor_cpus(config: EmbedConfig) -> float:
-    """CPUs (and so torch threads) per encoder actor: 1 beside a GPU; without one, the largest node's CPUs
-    shared by the actors, less room for one read and one write task (one thread per actor measured 0.6x
-    the plain loop on a 2-core node)."""
-    import ray
+class Tally:
+    """What the committed batches held (the runner's on_commit): pairs written, failures by reason, truncations,
+    per-stage busy seconds, and the vectors' norms."""
 
-    if config.cpus_per_actor is not None:
-        return config.cpus_per_actor
-    if config.gpus_per_actor:
-        return 1.0
-    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
-    return max((max(nodes, default=1.0) - 2 * TASK_CPUS) / config.actors, TASK_CPUS)
+    def __init__(self):
+        self.processed = self.written = self.clip_truncated = self.clap_truncated = 0
+        self.failures: Counter = Counter()
+        self.stage_s: Counter = Counter()
+        self.norms = {"clip": NormSample(), "clap": NormSample()}
+
+    def commit(self, batch: dict) -> None:
+        ok = np.array([not error for error in batch["error"]], dtype=bool)
+        self.processed += len(ok)
+        self.written += int(ok.sum())
+        self.failures.update(str(kind) for kind in np.asarray(batch["error_kind"], dtype=object)[~ok])
+        self.clip_truncated += int(np.asarray(batch["clip_truncated"], bool)[ok].sum())
+        self.clap_truncated += int(np.asarray(batch["clap_truncated"], bool)[ok].sum())
+        for name in ("read", "decode", "clip", "clap"):
+            if f"{name}_s" in batch:
+                self.stage_s[name] += float(np.sum(batch[f"{name}_s"]))
+        if ok.any():
+            for name, sample in self.norms.items():
+                sample.add(np.linalg.norm(np.asarray(batch[name], np.float32)[ok], axis=1))
 
 
-def check_resources(config: EmbedConfig) -> None:
-    import ray
-
-    cpus = ray.cluster_resources().get("CPU", 0)
-    if config.actors * actor_cpus(config) >= cpus:
-        raise ConfigError(f"--actors {config.actors} x --cpus-per-actor {actor_cpus(config):g} takes all "
-                         f"{cpus:g} CPUs of the Ray cluster, leaving none for reading, decoding and writing")
+# --- the whole job ---
 
 
-def run_embed(config: EmbedConfig, log=print) -> dict:
-    """Embed every row of the input not yet in the output; returns the stats written to stats.json."""
-    # 1. Plan on the driver: clean rows, drop duplicates and rows already written by an earlier run.
-    started = time.perf_counter()
-    work = plan(config)
-    storage.check_output(config.output)
+def run_embed(config: EmbedConfig, log: Callable[[str], None] = print) -> dict:
+    """Embed every row of the input not yet in the output; returns the stats written to stats.json.
+
+    Ctrl-C and SIGTERM stop it within seconds, keeping every committed part (KeyboardInterrupt is raised); a
+    rerun with the same arguments does the rest.
+    """
+    check(config)
     storage.makedirs(config.output)
-    with lease.Lease(config.output, take_over=config.take_over_lease):
-        return _embed_leased(config, work, started, log)
+    with runner.interrupts(), lease.Lease(config.output, take_over=config.take_over_lease) as held:
+        return _run_leased(config, held, log)
 
 
-def _embed_leased(config: EmbedConfig, work: Plan, started: float, log) -> dict:
+def _run_leased(config: EmbedConfig, held: lease.Lease, log) -> dict:
+    started = time.perf_counter()
+    tally, writer = Tally(), PairWriter(config.output, config.rows_per_part, config.commit_every)
+    stopped: BaseException | None = None
+    with runner.plan_directory(config.output) as directory:
+        # 1. Plan: clean rows not in the output yet (a bad table stops the job here, before job.json exists).
+        work = plan(config, directory)
+        models = config.models
+        storage.claim_output(config.output, {"job": "embed", "source": config.source,
+                                             "clip_model": models.clip.model, "clip_pretrained": models.clip.pretrained,
+                                             "audioldm": models.audioldm})
+        todo = work.todo.total
+        strategy = runner.choose_strategy(config.runner, todo, config.gpus_per_actor, local_max=LOCAL_MAX_ROWS) \
+            if todo else "local"
+        log(f"{todo} rows to embed ({work.already_done} already in {config.output}, "
+            f"{sum(work.failures.values())} skipped, {work.truncated} captions cut at "
+            f"{sources.MAX_CAPTION_CHARS} characters; {runner.DESCRIBE[strategy]})")
 
-    models = config.models
-    storage.claim_output(config.output, {"job": "embed", "source": config.source, "clip_model": models.clip.model,
-                                         "clip_pretrained": models.clip.pretrained, "audioldm": models.audioldm})
-    log(f"{len(work.rows)} rows to embed ({work.already_done} already in {config.output}, "
-        f"{sum(work.failures.values())} skipped, {work.truncated} captions cut at "
-        f"{sources.MAX_CAPTION_CHARS} characters)")
-
-    # 2. Stream the rows through the stages; each written part comes back as one summary row.
-    summaries = []
-    if len(work.rows):
-        from i2a_core.quiet import init_ray
-
-        init_ray()
-        require_shared_output(config.output)
-        check_resources(config)
-        image_size = clip_image_size(config.models.clip) if config.modality == "image" else None
-        with Progress(len(work.rows), "embed", "rows") as progress:
-            for batch in build_dataset(config, work.rows, image_size).iter_batches(batch_size=None,
-                                                                                   batch_format="numpy"):
-                summaries.append(batch)
-                progress.update(int(batch["batch_rows"].sum()))
-    wall_s = time.perf_counter() - started
+        # 2. Run the stages; a part is committed every --rows-per-part rows or --commit-every seconds.
+        cpus = 1.0
+        if strategy != "local":
+            require_shared_output(config.output)
+            cpus = runner.cluster_resources().get("CPU", 1.0)
+        if strategy == "data":
+            check_resources(config, cpus)
+        try:
+            if todo:
+                runner.run(work.todo, chain(config, strategy, cpus), writer, strategy=strategy, what="embed",
+                           unit="rows", stall_timeout=config.stall_timeout, chunk_size=config.batch_size,
+                           on_commit=tally.commit, lease=held, log=log)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every finished row is committed; keep them
+            log(f"stopped: {writer.written} pairs committed this run; rerun the same command to do the rest")
+            raise
+        except Stalled as stall:  # reported below, with everything committed so far
+            stopped = stall
+            log(f"stalled: {stall}")
 
     # 3. Stats and histograms.
-    stats = _stats(config, work, summaries, wall_s)
+    stats = _stats(config, work, tally, writer, time.perf_counter() - started)
     storage.write_text_atomic(storage.join(config.output, "stats.json"), json.dumps(stats, indent=2))
-    for name in ("clip", "clap"):
-        norms = np.concatenate([np.frombuffer(b, np.float32) for s in summaries for b in s[f"{name}_norms"]]
-                               or [np.zeros(0, np.float32)])
-        storage.write_bytes_atomic(storage.join(config.output, f"{name}_norms.png"), _histogram(name, norms))
+    for name, sample in tally.norms.items():
+        storage.write_bytes_atomic(storage.join(config.output, f"{name}_norms.png"),
+                                   _histogram(name, sample.values(), sample.seen))
+    if stopped is not None:
+        raise stopped
     return stats
 
 
-def _stats(config: EmbedConfig, work: Plan, summaries: list[dict], wall_s: float) -> dict:
-    failures, stage_s = Counter(work.failures), Counter()
-    written = truncated_clip = truncated_clap = 0
-    for s in summaries:
-        written += int(s["rows"].sum())
-        truncated_clip += int(s["clip_truncated"].sum())
-        truncated_clap += int(s["clap_truncated"].sum())
-        for f in s["failures"]:
-            failures.update(json.loads(f))
-        for t in s["stage_s"]:
-            stage_s.update(json.loads(t))
-    processed = int(sum(s["batch_rows"].sum() for s in summaries))
+def _stats(config: EmbedConfig, work: EmbedPlan, tally: Tally, writer: PairWriter, wall_s: float) -> dict:
+    stage_s = {**tally.stage_s, "write": writer.seconds}
+    failures = work.failures + tally.failures
     return {
         "source": config.source,
         "input": config.input,
@@ -495,22 +479,23 @@ def _stats(config: EmbedConfig, work: Plan, summaries: list[dict], wall_s: float
         "models": config.models.describe(),
         "random_weights": config.models.random_weights,  # `i2a train` says so in its leaderboard
         "input_rows": work.input_rows,
-        "rows": work.already_done + written,  # rows in the output after this run
-        "rows_written": written,
+        "rows": work.already_done + writer.written,  # rows in the output after this run
+        "rows_written": writer.written,
         "rows_already_done": work.already_done,
         "failures": dict(failures.most_common()),
         # Cut at sources.MAX_CAPTION_CHARS before tokenizing, then by each tokenizer's own limit.
-        "truncated_captions": {"characters": work.truncated, "clip": truncated_clip, "clap": truncated_clap},
+        "truncated_captions": {"characters": work.truncated, "clip": tally.clip_truncated,
+                               "clap": tally.clap_truncated},
         # Busy seconds summed over every worker of a stage: rows/s is one worker's throughput.
-        "stages": {stage: {"rows": processed, "busy_s": round(seconds, 4),
-                           "rows_per_s": round(processed / seconds, 2) if seconds else None}
+        "stages": {stage: {"rows": tally.processed, "busy_s": round(seconds, 4),
+                           "rows_per_s": round(tally.processed / seconds, 2) if seconds else None}
                    for stage, seconds in stage_s.items()},
         "wall_s": round(wall_s, 3),
-        "rows_per_s": round(written / wall_s, 2) if wall_s else None,
+        "rows_per_s": round(writer.written / wall_s, 2) if wall_s else None,
     }
 
 
-def _histogram(name: str, norms: np.ndarray) -> bytes:
+def _histogram(name: str, norms: np.ndarray, total: int) -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -531,8 +516,8 @@ def _histogram(name: str, norms: np.ndarray) -> bytes:
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.4g}"))
         axis.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
     axis.set_xlabel(f"L2 norm of the {name.upper()} vector (unitless)")
-    axis.set_ylabel("rows (count)")
-    axis.set_title(f"{name.upper()} vector norms ({len(norms)} rows written this run)")
+    axis.set_ylabel("rows (count)" if len(norms) == total else f"rows (count, a sample of {len(norms):,})")
+    axis.set_title(f"{name.upper()} vector norms ({total} rows written this run)")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -9,6 +9,7 @@ compaction, errors.csv, gallery, summary).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from collections import Counter
@@ -180,12 +181,12 @@ def image_chain(job: SonifyJob, strategy: str, cpus: float = 1.0, gpus: float = 
         Stage(f"{IMAGES}:read_images", {"limits": job.limits, "batch_size": settings.batch_size}, streaming=True),
         Stage(f"{IMAGES}:DecodeImages", {"clip": models.clip, "limits": job.limits}, batch_size=16,
               actors=max(1, int(cpus // 2)), num_cpus=0.5),
-        Stage(f"{TEXTS}:EncodeImages", {"models": models, "device": device}, batch_size=64,
+        Stage(f"{TEXTS}:EncodeImages", {"models": models, "device": device}, batch_size=16,
               actors=max(1, int(cpus // 8)), num_cpus=0.5),
         Stage(f"{TEXTS}:GenerateAudio", {"audioldm": models.audioldm, "settings": settings, "device": device},
               batch_size=settings.batch_size, actors=generators, num_cpus=0.5, num_gpus=gpus_per_actor),
         Stage(f"{WRITE}:WriteClips", {"output": job.output, "models": models, "settings": settings,
-                                      "sidecars": job.sidecars}, batch_size=settings.batch_size),
+                                      "sidecars": job.sidecars}, batch_size=settings.batch_size, actors=1),
     ))
 
 
@@ -353,7 +354,7 @@ class Sonifier:
             for i in range(len(made["input"])):
                 if made["error"][i]:
                     raise ConfigError(made["error"][i])
-                explanation = made["explanation"][i] or {}
+                explanation = json.loads(made["explanation"][i]) if made["explanation"][i] else {}
                 out.append(Clip(made["waveform"][i], int(made["sample_rate"][i]),
                                 {"input": made["display"][i], "seed": int(made["seed"][i]),
                                  **self.settings.describe(), **explanation}))

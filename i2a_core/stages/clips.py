@@ -18,7 +18,7 @@ import numpy as np
 
 from i2a_core.errors import classify
 from i2a_core.io import gallery, listing, storage
-from i2a_core.specs import RANDOM_WEIGHTS_NOTE, SOUNDS_LIKE, GenerationSettings, ModelSpec
+from i2a_core.specs import RANDOM_WEIGHTS_NOTE, GenerationSettings, ModelSpec
 from i2a_core.stages.images import strings
 
 Batch = dict
@@ -74,18 +74,17 @@ class WriteClips:
         n = len(batch["input"])
         errors, kinds = strings(batch, "error"), strings(batch, "error_kind")
         keys, names = strings(batch, "key"), strings(batch, "display")
-        column = batch.get
         rows = []
         for i in range(n):
             started = time.perf_counter()
             ok = not errors[i]
             audio_key, thumbnail_key, spectrogram_key = f"audio/{keys[i]}.wav", "", ""
-            explanation = column("explanation")[i] if ok and column("explanation") is not None else None
+            explanation = str(batch["explanation"][i] or "") if ok and "explanation" in batch else ""
             if ok:
                 try:
                     waveform, rate = batch["waveform"][i], int(batch["sample_rate"][i])
                     _inside(keys[i])
-                    if column("thumbnail") is not None and len(batch["thumbnail"][i]):
+                    if "thumbnail" in batch and len(batch["thumbnail"][i]):
                         thumbnail_key = f"thumbs/{keys[i]}.jpg"
                         storage.write_bytes_atomic(storage.join(self.output, thumbnail_key),
                                                    bytes(batch["thumbnail"][i]), sync=False)
@@ -108,7 +107,7 @@ class WriteClips:
         return out
 
     def _row(self, batch: Batch, i: int, ok: bool, error: str, kind: str, audio: str, thumbnail: str,
-             spectrogram: str, explanation, write_s: float) -> dict:
+             spectrogram: str, explanation: str, write_s: float) -> dict:
         settings = self.settings
 
         def seconds(name: str) -> float:
@@ -127,14 +126,14 @@ class WriteClips:
             "sample_rate": int(batch["sample_rate"][i]) if "sample_rate" in batch else None,
             "read_s": seconds("read_s"), "decode_s": seconds("decode_s"), "encode_s": seconds("encode_s"),
             "generate_s": seconds("generate_s"), "write_s": write_s,
-            "captions": [str(item["caption"]) for item in (explanation or {}).get(SOUNDS_LIKE, [])],
-            "explanation": json.dumps(explanation) if explanation else "",
+            "captions": [str(c) for c in batch["captions"][i]] if explanation and "captions" in batch else [],
+            "explanation": explanation,
             "finished_at": datetime.now(timezone.utc), "modality": self.modality,
             "image": str(batch["display"][i]) if self.modality == "image" else
             (str(batch["image"][i]) if "image" in batch and batch["image"][i] else None),
         }
 
-    def _sidecar(self, batch: Batch, i: int, explanation: dict | None) -> dict:
+    def _sidecar(self, batch: Batch, i: int, explanation: str) -> dict:
         """`i2a sonify`'s JSON beside each WAV: input, models, seed, settings, timings."""
         settings, models = self.settings, self.models
         record = {"input": str(batch["display"][i]), "modality": self.modality,
@@ -148,7 +147,7 @@ class WriteClips:
         if self.modality == "text" and "image" in batch and batch["image"][i]:
             record["image"] = str(batch["image"][i])
         if explanation:
-            record.update(explanation)
+            record.update(json.loads(explanation))
         if models.random_weights:
             record["note"] = RANDOM_WEIGHTS_NOTE
         return record

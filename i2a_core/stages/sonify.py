@@ -5,6 +5,7 @@ Built where they run (this process, a Ray actor); drivers name them by path and 
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -13,7 +14,7 @@ from i2a_core.io import listing
 from i2a_core.models.audioldm import AudioLDMGenerator, ClapTextEncoder
 from i2a_core.models.clip import ClipEncoder
 from i2a_core.models.translator import load_translator
-from i2a_core.specs import GenerationSettings, ModelSpec
+from i2a_core.specs import SOUNDS_LIKE, GenerationSettings, ModelSpec
 from i2a_core.stages.clips import seed_for
 from i2a_core.stages.images import objects, strings
 
@@ -35,17 +36,22 @@ class EncodeImages:
         ok = _pending(batch)
         n = len(batch["input"])
         clap = np.zeros((n, self.translator.config.out_dim), np.float32)
-        explanations = [None] * n
+        # Plain strings and lists cross Ray Data's Arrow blocks intact (a dict or None would not): the explanation
+        # is dumped to JSON here, once, and its captions listed beside it.
+        explanations, captions = [""] * n, [[] for _ in range(n)]
         seconds = 0.0
         if ok:
             started = time.perf_counter()
             clip_vectors = self.clip.encode_pixels(np.asarray(batch["pixels"])[ok])
             clap[ok] = self.translator.translate(clip_vectors)
             for i, explanation in zip(ok, self.translator.explain(clip_vectors) or []):
-                explanations[i] = explanation or None
+                if explanation:
+                    explanations[i] = json.dumps(explanation)
+                    captions[i] = [str(item["caption"]) for item in explanation.get(SOUNDS_LIKE, [])]
             seconds = (time.perf_counter() - started) / len(ok)
         rest = {k: v for k, v in batch.items() if k != "pixels"}
-        return {**rest, "clap": clap, "explanation": objects(explanations), "encode_s": np.full(n, seconds)}
+        return {**rest, "clap": clap, "explanation": objects(explanations), "captions": objects(captions),
+                "encode_s": np.full(n, seconds)}
 
 
 class EncodeTexts:
@@ -62,7 +68,8 @@ class EncodeTexts:
         if ok:
             clap[ok] = self.clap.encode([str(batch["input"][i]) for i in ok])
         seconds = (time.perf_counter() - started) / max(len(ok), 1)
-        return {**batch, "clap": clap, "explanation": objects([None] * n), "encode_s": np.full(n, seconds),
+        return {**batch, "clap": clap, "explanation": objects([""] * n), "captions": objects([[] for _ in range(n)]),
+                "encode_s": np.full(n, seconds),
                 "read_s": np.zeros(n), "decode_s": np.zeros(n), "thumbnail": objects([b""] * n),
                 "warning": objects([""] * n)}
 
