@@ -53,6 +53,7 @@ Batch = dict  # column name -> numpy array, Ray Data's "numpy" batch format
 CHUNK = 256  # items per chunk: the unit of submission, retry and (under Ray) of overlapped reads
 IN_FLIGHT_PER_ACTOR = 2  # one chunk running, one queued: refilled as chunks finish
 MAX_ATTEMPTS = 3  # an item whose actor died this many times becomes a worker_lost error row (transient)
+GROUP_S = 0.5  # what finished within this long is committed (and returned by an actor) as one batch: grouped
 NODE_CHECK_S = 10.0  # how often the actor strategy looks for nodes that joined or died
 STALL_TIMEOUT_S = 1800.0
 # Items per Ray Data block. A task's small outputs leave it as one block when it ends, so this is how many
@@ -168,39 +169,90 @@ class BuiltChain:
 
 
 def _concat(batches: list[Batch]) -> Batch:
+    if len(batches) == 1:
+        return batches[0]
     if not batches:
         return {}
     return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
 
 
+def grouped(batches: Iterable[Batch], seconds: float, failed_only: bool = False) -> Iterator[Batch]:
+    """The batches, those finished within `seconds` of each other joined into one: a slow batch passes alone, at
+    once; fast ones (inputs that fail at once) travel and commit together, since each returned batch costs the
+    driver the same (an object to fetch, a commit) whatever its size. With `failed_only`, a batch that finished
+    any item (a row without an error) goes on at once, with the ones before it: only failed inputs wait."""
+    pending, since = [], time.monotonic()
+    try:
+        for batch in batches:
+            if pending and batch.keys() != pending[0].keys():  # other columns: they go on their own
+                out, pending = _concat(pending), []
+                yield out
+            pending.append(batch)
+            finished = failed_only and ("error" not in batch or not all(batch["error"]))
+            if finished or time.monotonic() - since >= seconds:
+                out, pending = _concat(pending), []
+                yield out
+                since = time.monotonic()
+    except GeneratorExit:
+        raise
+    except BaseException:  # an interrupt: what finished before it is still handed on (committed), then it goes on
+        if pending:
+            out, pending = _concat(pending), []
+            yield out
+        raise
+    if pending:
+        yield _concat(pending)
+
+
 class KeySet:
-    """Item keys committed by this run, as sorted 64-bit hashes (8 bytes per item, no Python strings)."""
+    """Item keys committed by this run, as 64-bit hashes (8 bytes an item, no Python strings).
+
+    The newest keys wait in a Python set of at most RECENT ints; when it fills, they become a sorted run, and runs
+    of similar size merge (a log-structured merge), so that runs at least double in size from newest to oldest:
+    n keys cost O(n log n) in all, and a batch is looked up with one binary search per run, O(log n) runs.
+    """
+
+    RECENT = 65_536
 
     def __init__(self):
-        self.sorted = np.zeros(0, np.uint64)
-        self.recent: list[np.ndarray] = []
-        self.recent_count = 0
+        self.runs: list[np.ndarray] = []  # sorted uint64 arrays, largest (oldest) first
+        self.recent: set[int] = set()
 
     @staticmethod
     def hashes(keys) -> np.ndarray:
-        return np.array([int.from_bytes(hashlib.blake2b(str(k).encode("utf-8", "surrogateescape"),
-                                                         digest_size=8).digest(), "little") for k in keys],
-                        np.uint64)
+        digests = b"".join(hashlib.blake2b(str(k).encode("utf-8", "surrogateescape"), digest_size=8).digest()
+                           for k in keys)
+        return np.frombuffer(digests, "<u8").astype(np.uint64)
+
+    def __len__(self) -> int:
+        return len(self.recent) + sum(len(run) for run in self.runs)
 
     def add_new(self, keys) -> np.ndarray:
         """Record keys; True where a key was not committed before (in this call or earlier)."""
         hashed = self.hashes(keys)
-        seen = np.isin(hashed, self.sorted) if len(self.sorted) else np.zeros(len(hashed), bool)
-        for part in self.recent:
-            seen |= np.isin(hashed, part)
-        _, first = np.unique(hashed, return_index=True)
-        fresh = ~seen & np.isin(np.arange(len(hashed)), first)
-        self.recent.append(hashed[fresh])
-        self.recent_count += int(fresh.sum())
-        if self.recent_count > max(65536, len(self.sorted) // 4):  # amortised merge: O(n log n) overall
-            self.sorted = np.union1d(self.sorted, np.concatenate(self.recent))
-            self.recent, self.recent_count = [], 0
+        fresh = np.ones(len(hashed), bool)
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, hashed), len(run) - 1)
+            fresh &= run[at] != hashed
+        recent = self.recent
+        for i, value in enumerate(hashed.tolist()):
+            if fresh[i]:
+                if value in recent:
+                    fresh[i] = False
+                else:
+                    recent.add(value)
+        if len(recent) >= self.RECENT:
+            self._merge()
         return fresh
+
+    def _merge(self) -> None:
+        run = np.fromiter(self.recent, np.uint64, len(self.recent))
+        run.sort()
+        self.recent = set()
+        while self.runs and len(self.runs[-1]) <= 2 * len(run):
+            run = np.concatenate([self.runs.pop(), run])
+            run.sort(kind="stable")  # timsort: two sorted halves merge in linear time
+        self.runs.append(run)
 
 
 @dataclass
@@ -338,7 +390,8 @@ def run(plan: Plan, chain: Chain, writer, *, strategy: str = "local", what: str 
         committer = Committer(writer, chain.key, progress, on_commit, lease)
         try:
             if strategy == "local":
-                for batch in BuiltChain(chain).run(chunks(plan.windows(), chunk_size)):
+                for batch in grouped(BuiltChain(chain).run(chunks(plan.windows(), chunk_size)), GROUP_S,
+                                     failed_only=True):
                     committer(batch)
             elif strategy == "actors":
                 _run_actors(chunks(plan.windows(), chunk_size), chain, committer, report, stall_timeout, log)
@@ -373,7 +426,7 @@ class _ChainActor:
         self.chain = BuiltChain(chain)
 
     def run(self, chunk: Batch) -> Iterator[Batch]:
-        yield from self.chain.run([chunk])
+        yield from grouped(self.chain.run([chunk]), GROUP_S)
 
     def ready(self) -> bool:
         return True

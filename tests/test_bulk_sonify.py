@@ -274,3 +274,52 @@ def test_i2a_sonify_and_the_job_give_an_image_the_same_audio(tmp_path):
     job_audio, _ = soundfile.read(tmp_path / "job" / "audio" / "deep" / "a.wav")
     cli_audio, _ = soundfile.read(tmp_path / "cli" / "audio" / "deep" / "a.wav")
     np.testing.assert_allclose(cli_audio, job_audio, atol=1e-4)
+
+
+# --- the runner's per-item bookkeeping ---
+
+
+def test_the_committed_keys_say_new_exactly_once_across_merged_runs(monkeypatch):
+    from i2a_core.runner import KeySet
+
+    monkeypatch.setattr(KeySet, "RECENT", 16)  # many sorted runs and merges after a few hundred keys
+    keys, seen = KeySet(), set()
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # batches of 5 drawn from 600 keys: repeats within a batch, in the newest keys, in runs
+        batch = [f"photos/{int(i)}.jpg" for i in rng.integers(0, 600, 5)]
+        expected = []
+        for key in batch:
+            expected.append(key not in seen)
+            seen.add(key)
+        assert keys.add_new(np.array(batch, dtype=object)).tolist() == expected
+    assert len(keys) == len(seen) and len(keys.runs) > 1
+    assert all((np.diff(run.astype(np.float64)) > 0).all() for run in keys.runs)  # sorted, no key twice
+
+
+def test_an_actor_returns_fast_batches_together_and_slow_ones_at_once():
+    from i2a_core.runner import grouped
+
+    def batches(delays):
+        for i, delay in enumerate(delays):
+            time.sleep(delay)
+            yield {"display": np.array([f"{i}a", f"{i}b"], dtype=object), "status": np.array(["error"] * 2)}
+
+    fast = list(grouped(batches([0.0] * 5), seconds=10.0))
+    assert len(fast) == 1 and fast[0]["display"].tolist() == [f"{i}{x}" for i in range(5) for x in "ab"]
+    slow = list(grouped(batches([0.0, 0.3, 0.3]), seconds=0.2))
+    assert [b["display"].tolist() for b in slow] == [["0a", "0b", "1a", "1b"], ["2a", "2b"]]
+    other = list(grouped([{"display": np.array(["x"])}, {"display": np.array(["y"]), "error": np.array([""])}], 10.0))
+    assert len(other) == 2  # other columns are never joined
+    mixed = [{"display": np.array([name]), "error": np.array([error], dtype=object)}
+             for name, error in (("a", "a: missing"), ("b", "b: missing"), ("c", ""), ("d", "d: missing"))]
+    assert [b["display"].tolist() for b in grouped(mixed, 10.0, failed_only=True)] == [["a", "b", "c"], ["d"]]
+
+    def interrupted():
+        yield from batches([0.0, 0.0])
+        raise KeyboardInterrupt
+
+    handed_on = []
+    with pytest.raises(KeyboardInterrupt):
+        for batch in grouped(interrupted(), seconds=10.0):
+            handed_on.append(batch)
+    assert [b["display"].tolist() for b in handed_on] == [["0a", "0b", "1a", "1b"]]  # finished work is committed

@@ -91,6 +91,31 @@ def test_part_writer_checks_rows_against_its_schema_and_is_generic(tmp_path):
     assert table.schema == schema and table.to_pylist() == [{"id": "x", "clip": None}, {"id": "y", "clip": [0.5, 2.0]}]
 
 
+def test_part_writer_converts_numpy_batches_in_bulk_in_the_order_rows_came(tmp_path, monkeypatch):
+    monkeypatch.setattr(manifest, "CONVERT_ROWS", 5)  # numpy batches wait until 5 rows, then become one table
+
+    def batch(*names: str, seed: bool = True) -> dict:  # the runner's numpy batches, as WriteClips makes them
+        rows = {"input": np.array(names, dtype=object), "status": np.array(["ok"] * len(names), dtype=object),
+                "captions": np.array([[f"{n} sound"] for n in names] + [None], dtype=object)[:-1]}
+        return {**rows, "seed": np.arange(len(names), dtype=np.int64)} if seed else rows
+
+    folder = str(tmp_path / "parts")
+    writer = manifest.PartWriter(folder, manifest.SCHEMA, rows_per_part=9, every_s=3600)
+    with pytest.raises(ValueError, match="columns not in the schema: sead"):
+        writer.add({"input": np.array(["x"], dtype=object), "sead": np.array([1])})  # at add, not at conversion
+    assert writer.add(batch("a", "b")) == 0 and writer.add(batch("c", seed=False)) == 0  # other columns: own run
+    assert writer.add([ok("d")]) == 0  # a table: the numpy rows before it go first
+    assert writer.add(batch("e", "f", "g")) == 0 and writer._batches  # 3 rows: not converted yet
+    assert writer.add(batch("h", "i")) == 9  # 9 rows buffered in all: one part, in the order they came
+    assert writer.add(batch("j")) == 0
+    assert writer.flush() == 1
+    table = pq.read_table(folder)
+    assert table.column("input").to_pylist() == list("abcdefghij")
+    assert table.column("seed").to_pylist() == [0, 1, None, 1, 0, 1, 2, 0, 1, 0]
+    assert table.column("captions").to_pylist()[:3] == [["a sound"], ["b sound"], ["c sound"]]
+    assert len(os.listdir(folder)) == 2 and writer.written == 10
+
+
 # --- compaction ---
 
 

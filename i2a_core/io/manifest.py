@@ -75,6 +75,7 @@ SCHEMA = pa.schema([
 
 PART_ROWS = 5_000  # a part is written when this many rows are buffered...
 PART_EVERY_S = 60.0  # ...or when its oldest row has waited this long
+CONVERT_ROWS = 4_096  # numpy batches handed to a PartWriter are converted to Arrow this many rows at a time
 SEGMENT_ROWS = 1_000_000  # rows per segment file at most
 MIN_SEGMENT_ROWS = 100_000  # newest segments smaller than this (together) are merged again by the next compaction
 BATCH_ROWS = 16_384  # rows read at a time
@@ -112,7 +113,9 @@ class PartWriter:
 
     A part is written whole or not at all (storage.write_bytes_atomic, local or s3://), named
     `part-<time_ns>-<8 hex>.parquet` so that names sort in commit order. Rows are checked against `schema`: an
-    unknown column is an error, a missing one is null, values are cast to the schema's types. Buffered rows
+    unknown column is an error, a missing one is null, values are cast to the schema's types. Numpy batches
+    (column -> array, the runner's) are kept as they are and turned into Arrow CONVERT_ROWS rows at a time, as
+    converting costs about the same per batch as per row: their arrays must not change after `add`. Buffered rows
     are not committed: call `flush()` or `close()` (or leave the `with` block) to commit them. One writer per
     process or actor; it is not thread-safe.
     """
@@ -122,30 +125,65 @@ class PartWriter:
         if rows_per_part < 1:
             raise ValueError(f"rows_per_part must be at least 1, not {rows_per_part}")
         self.directory, self.schema = str(directory), schema
+        self._names = frozenset(schema.names)  # schema.names builds a new list on every call
         self.rows_per_part, self.every_s = rows_per_part, every_s
         self.written = 0  # rows committed so far
         self._buffer: list[pa.Table] = []
+        self._batches: list[dict] = []  # numpy batches not converted yet (they come after every table in _buffer)
+        self._batch_rows = 0
         self._buffered = 0
         self._oldest = 0.0
         self._last_ns = 0
 
     def add(self, rows) -> int:
-        """Buffer rows (a pa.Table, pa.RecordBatch or list of row dicts); returns the rows committed now."""
-        table = self._conform(rows)
-        if table.num_rows:
+        """Buffer rows (a numpy batch, pa.Table, pa.RecordBatch or list of row dicts); returns the rows committed
+        now."""
+        if isinstance(rows, dict):
+            added = self._add_batch(rows)
+        else:
+            self._convert()  # what came before, first: rows keep the order they were added in
+            table = self._conform(rows)
+            if table.num_rows:
+                self._buffer.append(table)
+            added = table.num_rows
+        if added:
             if not self._buffered:
                 self._oldest = time.monotonic()
-            self._buffer.append(table)
-            self._buffered += table.num_rows
+            self._buffered += added
         if self._buffered and (self._buffered >= self.rows_per_part
                                or time.monotonic() - self._oldest >= self.every_s):
             return self.flush()
         return 0
 
+    def _add_batch(self, batch: dict) -> int:
+        unknown = [n for n in batch if n not in self._names]
+        if unknown:
+            raise ValueError(f"columns not in the schema: {', '.join(unknown)}")
+        size = len(next(iter(batch.values()))) if batch else 0
+        if size:
+            self._batches.append(batch)
+            self._batch_rows += size
+            if self._batch_rows >= CONVERT_ROWS:
+                self._convert()
+        return size
+
+    def _convert(self) -> None:
+        """The numpy batches waiting, as Arrow tables: one per run of batches with the same columns."""
+        while self._batches:
+            names = self._batches[0].keys()
+            run = 1
+            while run < len(self._batches) and self._batches[run].keys() == names:
+                run += 1
+            group, self._batches = self._batches[:run], self._batches[run:]
+            joined = {n: np.concatenate([b[n] for b in group]) for n in names} if run > 1 else group[0]
+            self._buffer.append(self._conform(joined))
+        self._batch_rows = 0
+
     def flush(self) -> int:
         """Commit every buffered row as one part; returns how many."""
         if not self._buffered:
             return 0
+        self._convert()
         table = pa.concat_tables(self._buffer)
         if not storage.is_remote(self.directory):
             os.sync()  # the files these rows commit were written without fsync: they reach the disk first
@@ -167,15 +205,28 @@ class PartWriter:
         self.close()  # rows added were finished work: commit them even when the caller failed
 
     def _conform(self, rows) -> pa.Table:
+        # Called once per committed batch: built column by column in the schema's order, and cast only where a
+        # type differs (a cast or a second table per column cost ~100 us a batch, more than a failed row's work).
         if isinstance(rows, dict):  # a numpy batch (column -> array), as the runner's stages return them
-            rows = pa.table({name: _column(values, self.schema.field(name).type) for name, values in rows.items()})
+            unknown = [n for n in rows if n not in self._names]
+            if unknown:
+                raise ValueError(f"columns not in the schema: {', '.join(unknown)}")
+            size = len(next(iter(rows.values()))) if rows else 0
+            columns = [_column(rows[f.name], f.type) if f.name in rows else pa.nulls(size, f.type)
+                       for f in self.schema]
+            return pa.Table.from_arrays(columns, schema=self.schema)
         if isinstance(rows, (pa.Table, pa.RecordBatch)):
-            unknown = [n for n in rows.schema.names if n not in self.schema.names]
+            unknown = [n for n in rows.schema.names if n not in self._names]
             if unknown:
                 raise ValueError(f"columns not in the schema: {', '.join(unknown)}")
             table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
-            columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
-                       else pa.nulls(table.num_rows, f.type) for f in self.schema]
+            columns = []
+            for f in self.schema:
+                if f.name not in table.column_names:
+                    columns.append(pa.nulls(table.num_rows, f.type))
+                    continue
+                column = table.column(f.name)
+                columns.append(column if column.type == f.type else column.cast(f.type))
             return pa.Table.from_arrays(columns, schema=self.schema)
         rows = list(rows)
         unknown = sorted({k for row in rows for k in row} - set(self.schema.names))
@@ -411,19 +462,26 @@ class _HashSet:
         return _in_any([self], hi, lo)
 
 
+QUERY_ROWS = 1 << 16  # lookups sorted at a time: their sort costs ~40 bytes a query while it runs
+
+
 def _in_any(sets: list[_HashSet], hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Whether each (hi, lo) is in any of `sets`; the queries are sorted once, for every run of every set."""
+    """Whether each (hi, lo) is in any of `sets`; the queries are sorted once (QUERY_ROWS at a time), for every run
+    of every set."""
     found = np.zeros(len(hi), dtype=bool)
     runs = [run for hashes in sets for run in hashes.runs()]
     if not len(hi) or not runs:
         return found
-    hi_order, lo_order = np.argsort(hi), np.argsort(lo)
-    sorted_hi, sorted_lo = hi[hi_order], lo[lo_order]
-    in_hi, in_lo = np.empty(len(hi), dtype=bool), np.empty(len(lo), dtype=bool)
-    for run_hi, run_lo in runs:
-        in_hi[hi_order] = _sorted_member(run_hi, sorted_hi)
-        in_lo[lo_order] = _sorted_member(run_lo, sorted_lo)
-        found |= in_hi & in_lo
+    for start in range(0, len(hi), QUERY_ROWS):
+        block_hi, block_lo = hi[start:start + QUERY_ROWS], lo[start:start + QUERY_ROWS]
+        hi_order, lo_order = np.argsort(block_hi), np.argsort(block_lo)
+        sorted_hi, sorted_lo = block_hi[hi_order], block_lo[lo_order]
+        in_hi, in_lo = np.empty(len(block_hi), dtype=bool), np.empty(len(block_lo), dtype=bool)
+        block = found[start:start + QUERY_ROWS]  # a view: found is filled in place
+        for run_hi, run_lo in runs:
+            in_hi[hi_order] = _sorted_member(run_hi, sorted_hi)
+            in_lo[lo_order] = _sorted_member(run_lo, sorted_lo)
+            block |= in_hi & in_lo
     return found
 
 
@@ -576,11 +634,19 @@ class _Keys:
             hi, lo = errors.take()
             open_ = np.nonzero(~with_ok.contains(hi, lo))[0]
             del with_ok
-            newest = open_[_choose(hi[open_], lo[open_], np.zeros(len(open_), dtype=bool))]  # each one's last
+            if len(open_) < len(hi):
+                hi, lo = hi[open_], lo[open_]
+            # Each input's newest error: every row but those a later row repeats. Repeats are rare, so they are
+            # found as _repeats finds them (one sorted copy of the first halves), not by sorting every row.
+            older = len(open_) - 1 - _repeats(hi[::-1], lo[::-1])
+            del hi, lo
+            newest = np.delete(open_, older)
             self.final = newest
             if kinds:
                 chosen = pa.chunked_array(kinds, type=pa.string()).take(pa.array(newest))
-                self.kinds = collections.Counter(pc.fill_null(chosen, "").to_pylist())
+                counted = pc.value_counts(pc.fill_null(chosen, ""))  # in Arrow: no Python string per error row
+                self.kinds = collections.Counter(dict(zip(counted.field("values").to_pylist(),
+                                                          counted.field("counts").to_pylist(), strict=True)))
 
 
 def _numbered(fs, files: list[str], names: list[str], first: dict[int, int], ok: bool,

@@ -112,6 +112,16 @@ class DecodeImages:
         self.preprocess = image_transform(clip)
         self.limits, self.check_extension, self.thumbnails = limits, check_extension, thumbnails
         self.blank = np.zeros_like(self.preprocess(Image.new("RGB", (8, 8))).numpy())
+        self.blank_batches: dict[int, np.ndarray] = {}  # batch size -> its read-only blank pixels
+
+    def _blanks(self, rows: int) -> np.ndarray:
+        """Pixels of a batch in which no image decoded, made once per batch size (inputs that fail at once cost
+        no copy of a blank image each); read-only, as every such batch shares them."""
+        if rows not in self.blank_batches:
+            blanks = np.zeros((rows, *self.blank.shape), self.blank.dtype)
+            blanks.flags.writeable = False
+            self.blank_batches[rows] = blanks
+        return self.blank_batches[rows]
 
     def pixels(self, image) -> np.ndarray:
         """One PIL image as CLIP input: float32 [3, H, W]."""
@@ -139,6 +149,7 @@ class DecodeImages:
             warnings.append(warning)
             seconds.append(time.perf_counter() - started)
         rest = {k: v for k, v in batch.items() if k != "data"}
-        return {**rest, "pixels": np.stack(pixels) if pixels else np.zeros((0, *self.blank.shape), np.float32),
+        decoded = any(pixel is not self.blank for pixel in pixels)
+        return {**rest, "pixels": np.stack(pixels) if decoded else self._blanks(len(pixels)),
                 "thumbnail": objects(thumbnails), "error": objects(errors), "error_kind": objects(kinds),
                 "decode_s": np.array(seconds, np.float64), "warning": objects(warnings)}
