@@ -27,16 +27,16 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from peak_memory import PeakMemory  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from peak_memory import PeakMemory
+from PIL import Image
 
-from i2a_core.io import images, sources  # noqa: E402
-from i2a_core.jobs.embed import EmbedConfig, read_pairs, run_embed  # noqa: E402
-from i2a_core.refs import clip_image_size  # noqa: E402
-from i2a_core.specs import PRESETS, resolve_models  # noqa: E402
+from i2a_core.io import images, sources
+from i2a_core.jobs.embed import EmbedConfig, read_pairs, run_embed
+from i2a_core.refs import clip_image_size
+from i2a_core.specs import PRESETS, resolve_models
 
 WORDS = "dog cat rain engine bird bell crowd wind water siren piano drum door train voice".split()
 

@@ -20,14 +20,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from peak_memory import PeakMemory  # noqa: E402
+import numpy as np
+import torch
+from peak_memory import PeakMemory
 
-from i2a_core import refs  # noqa: E402
-from i2a_core.models.audioldm import AudioLDMGenerator, ClapTextEncoder  # noqa: E402
-from i2a_core.quiet import quiet_libraries  # noqa: E402
-from i2a_core.specs import PRESETS, resolve_models  # noqa: E402
+from i2a_core import refs
+from i2a_core.models.audioldm import AudioLDMGenerator, ClapTextEncoder
+from i2a_core.quiet import quiet_libraries
+from i2a_core.specs import PRESETS, resolve_models
 
 
 def unit_vectors(count: int, dim: int) -> np.ndarray:
@@ -169,8 +169,8 @@ def main() -> int:
         one = unit_vectors(1, dim)
         walls, unet = {}, {}
         for name, scheduler, count in (("ddim50", "ddim", 50), ("dpm20", "dpm++", 20)):
-            walls[name] = fastest(1, lambda: generator.generate(one, [3], duration=duration, steps=count,
-                                                                 scheduler=scheduler))
+            walls[name] = fastest(1, lambda count=count, scheduler=scheduler: generator.generate(
+                one, [3], duration=duration, steps=count, scheduler=scheduler))
             unet[name] = generator.timings["unet"]
         figures["checks"].append({
             "name": "dpm++ 20 steps wall / ddim 50 steps wall", "ratio": walls["dpm20"] / walls["ddim50"],
@@ -184,8 +184,8 @@ def main() -> int:
             for size in [int(b) for b in args.gpu_batches.split(",")]:
                 for scheduler, count in (("ddim", 50), ("dpm++", 20)):
                     vectors = unit_vectors(size, dim)
-                    wall = fastest(1, lambda: generator.generate(vectors, list(range(size)), duration=10.0,
-                                                                 steps=count, scheduler=scheduler))
+                    wall = fastest(1, lambda v=vectors, n=size, count=count, scheduler=scheduler: generator.generate(
+                        v, list(range(n)), duration=10.0, steps=count, scheduler=scheduler))
                     rows.append({"batch": size, "scheduler": scheduler, "steps": count,
                                  "clips_per_s": size / wall, "real_time_factor": size * 10.0 / wall})
             figures["gpu"] = rows

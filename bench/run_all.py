@@ -29,7 +29,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
 
-from projection import projection_markdown  # noqa: E402
+from projection import projection_markdown
 
 # (bench, arguments for --quick, arguments for a full run); relative benches compare i2a with a baseline.
 RELATIVE = [

@@ -26,10 +26,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from i2a_core.models.translator import MLPTranslator, TranslatorConfig  # noqa: E402
-from i2a_core.synthetic import synthetic_pairs  # noqa: E402
-from i2a_core.training.data import load_prepared, prepare  # noqa: E402
-from i2a_core.training.trial import evaluate  # noqa: E402
+from i2a_core.models.translator import MLPTranslator, TranslatorConfig
+from i2a_core.synthetic import synthetic_pairs
+from i2a_core.training.data import load_prepared, prepare
+from i2a_core.training.trial import evaluate
 
 TEST_FRACTION, VAL_FRACTION = 0.98, 0.01
 BLOCK_ROWS = 200_000

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 import sys
 import uuid
+import warnings
 
 # In the environment, so that Ray workers and actors started from this process inherit the choice.
 VERBOSE_ENV = "I2A_VERBOSE"

@@ -51,6 +51,8 @@ from i2a_core.quiet import init_ray, quiet_libraries
 Batch = dict  # column name -> numpy array, Ray Data's "numpy" batch format
 
 CHUNK = 256  # items per chunk: the unit of submission, retry and (under Ray) of overlapped reads
+SPREAD = 64  # a run is cut into at least this many chunks (when it has the items): every node gets some, and
+# the last chunks, which some nodes finish while others wait, are short
 IN_FLIGHT_PER_ACTOR = 2  # one chunk running, one queued: refilled as chunks finish
 MAX_ATTEMPTS = 3  # an item whose actor died this many times becomes a worker_lost error row (transient)
 GROUP_S = 0.5  # what finished within this long is committed (and returned by an actor) as one batch: grouped
@@ -394,7 +396,8 @@ def run(plan: Plan, chain: Chain, writer, *, strategy: str = "local", what: str 
                                      failed_only=True):
                     committer(batch)
             elif strategy == "actors":
-                _run_actors(chunks(plan.windows(), chunk_size), chain, committer, report, stall_timeout, log)
+                size = min(chunk_size, max(1, -(-plan.total // SPREAD)))
+                _run_actors(chunks(plan.windows(), size), chain, committer, report, stall_timeout, log)
             elif strategy == "data":
                 _run_data(plan, chain, committer, report, stall_timeout, chunk_size, log)
             else:
@@ -485,9 +488,13 @@ def _run_actors(plan: Iterator[Batch], chain: Chain, commit: Committer, report: 
         return chunk, 1
 
     def submit() -> None:
+        """Fill every actor to IN_FLIGHT_PER_ACTOR chunks, one round at a time: each gets a chunk before any gets
+        a second."""
         load_per_actor = collections.Counter(flight.node for flight in inflight.values())
-        for node, actor in list(actors.items()):
-            while load_per_actor[node] < IN_FLIGHT_PER_ACTOR:
+        for slot in range(IN_FLIGHT_PER_ACTOR):
+            for node, actor in list(actors.items()):
+                if load_per_actor[node] > slot:
+                    continue
                 item = next_chunk()
                 if item is None:
                     return

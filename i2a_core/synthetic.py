@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("modality", pa.string()),
-                    ("caption", pa.string()), ("url", pa.string()),
-                    ("clip", pa.list_(pa.float32())), ("clap", pa.list_(pa.float32()))])
+from i2a_core.jobs.embed import PAIR_SCHEMA
+
+SCHEMA = PAIR_SCHEMA  # the embed job's own schema: what synthetic pairs stand in for
 
 
 def synthetic_pairs(rows: int, sources: dict[str, float] | None = None, clip_dim: int = 32, clap_dim: int = 16,

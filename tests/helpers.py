@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import socket
+import struct
+import subprocess
+import tempfile
+import time
 
 import numpy as np
 from PIL import Image
@@ -80,25 +84,23 @@ def write_named(folder, name: bytes, data: bytes = b"") -> bytes:
 
 def screen_gif(width: int = 8000, height: int = 8000) -> bytes:
     """A legal 35-byte GIF whose logical screen is width x height: decoding it costs width*height*3 bytes."""
-    import struct
-
     data = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
     return data + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00" + b"\x3b"
 
 
-def peak_rss_mb(command: list[str], **kwargs) -> tuple[float, "subprocess.CompletedProcess"]:
-    """Run a command; its peak resident memory in MB (the child's own high-water mark, from /proc) and result."""
-    import subprocess
-    import time
-
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-    peak = 0
-    while process.poll() is None:
-        try:
-            with open(f"/proc/{process.pid}/status") as f:
-                peak = max(peak, next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")))
-        except (OSError, StopIteration):
-            pass
-        time.sleep(0.05)
-    out, err = process.communicate()
-    return peak / 1024, subprocess.CompletedProcess(command, process.returncode, out, err)
+def peak_rss_mb(command: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess]:
+    """Run a command; its peak resident memory in MB (the child's own high-water mark, from /proc) and result.
+    Its output goes through files, so that a chatty command never blocks on a full pipe."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, **kwargs)
+        peak = 0
+        while process.poll() is None:
+            try:
+                with open(f"/proc/{process.pid}/status") as f:
+                    peak = max(peak, next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")))
+            except (OSError, StopIteration):
+                pass
+            time.sleep(0.05)
+        out.seek(0)
+        err.seek(0)
+        return peak / 1024, subprocess.CompletedProcess(command, process.returncode, out.read(), err.read())

@@ -92,3 +92,10 @@ def test_the_check_sees_a_cycle_hidden_in_a_function():
     source = "def f():\n    from i2a_core.specs import ClipSpec\n"
     tree = ast.parse(source)
     assert any(isinstance(n, ast.ImportFrom) for n in ast.walk(tree.body[0]))
+
+
+def test_no_i2a_module_is_imported_inside_a_function():
+    """Function-level imports are for heavy third-party libraries (torch, ray, open_clip) only: an i2a module
+    imported inside a function hides a dependency, and with it a cycle, from anyone reading the module's head."""
+    _, in_functions = import_graph()
+    assert in_functions == []

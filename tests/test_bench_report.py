@@ -5,8 +5,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 
-import projection  # noqa: E402
-import run_all  # noqa: E402
+import projection
+import run_all
 
 
 def bench(ratio, op, value):

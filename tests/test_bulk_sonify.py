@@ -225,6 +225,24 @@ def test_kill_mid_run_then_rerun_processes_every_input_once(tmp_path):
     assert all(r["seed"] == seed_for(os.path.relpath(r["input"], tmp_path / "in"), 7) for r in table.to_pylist())
 
 
+def test_a_rerun_with_nothing_left_to_do_loads_no_model_and_starts_no_ray(tmp_path):
+    """What is already done is known from the manifest alone: a rerun of a finished job lists, compares and
+    reports, without importing torch or Ray (the check a WIT-sized rerun depends on)."""
+    for i in range(3):
+        storage.write_bytes_atomic(str(tmp_path / "in" / f"img{i}.png"), image_bytes(shade=i))
+    argv = ["sonify-job", "--preset", "tiny", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+            "--runner", "auto", "--batch-size", "1", "--duration", "0.5", "--steps", "2"]
+    code = ("import sys; from i2a_core.cli import main; code = main(sys.argv[1:]); "
+            "print('heavy:', sorted(m for m in ('torch', 'ray', 'open_clip', 'diffusers') if m in sys.modules)); "
+            "sys.exit(code)")
+    env = {**os.environ, "PYTHONPATH": REPO}
+    first = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True)
+    assert first.returncode == 0 and "'torch'" in first.stdout, first.stdout + first.stderr
+    again = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "3 already done of 3 inputs" in again.stdout and "heavy: []" in again.stdout, again.stdout
+
+
 def test_transient_failures_are_retried_on_rerun(tmp_path, http_root):
     """A slow URL times out (transient: retried next run); a 404 and a corrupt file are final."""
     root, base_url = http_root

@@ -7,10 +7,12 @@ import gzip
 import io
 import json
 import os
+import subprocess
 import tarfile
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import clean_env, i2a_command
 from PIL import Image
 
 from i2a_core.cli import main
@@ -106,17 +108,20 @@ def test_fetch_cc_counts_failures_and_rerun_skips_finished_shards(served, tmp_pa
     assert {p: os.stat(p).st_mtime_ns for p in glob.glob(str(output / "*.tar"))} == mtimes
 
 
-def test_fetch_wit_with_ray_distributor(served, tmp_path, ray_session, capsys):
+def test_fetch_wit_with_ray_distributor_as_the_readme_runs_it_starts_its_own_ray(served, tmp_path):
+    """`i2a fetch --distributor ray` as a subprocess in a clean environment (no RAY_*, no Ray running)."""
     good, broken = served
     table = tmp_path / "wit.tsv"
     lines = ["\t".join(WIT_COLUMNS)] + [_wit_row(url, alt=f"image {i}") for i, url in enumerate(good + broken)]
     lines.append(_wit_row(good[0], reference="not english", language="fr"))
     table.write_text("\n".join(lines) + "\n")
-    output = tmp_path / "wit-shards"
-    assert main(["fetch", "--source", "wit", "--input", str(table), "--output", str(output), "--languages", "en",
-                 "--preset", "tiny", "--distributor", "ray", "--threads", "4", "--timeout", "5"]) == 1
-    assert "5 of 8 images fetched into 1 shard(s), 3 failed" in capsys.readouterr().out
-    samples = _samples(str(output))
+    done = subprocess.run(i2a_command("fetch", "--source", "wit", "--input", "wit.tsv", "--output", "wit-shards",
+                                      "--languages", "en", "--preset", "tiny", "--distributor", "ray", "--threads",
+                                      "4", "--timeout", "5"),
+                          cwd=tmp_path, env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr  # three URLs failed
+    assert "5 of 8 images fetched into 1 shard(s), 3 failed" in done.stdout
+    samples = _samples(str(tmp_path / "wit-shards"))
     assert sorted(s["txt"] for s in samples) == [f"image {i}" for i in range(5)]
     assert all(s["source"] == "wit" for s in samples)
 

@@ -101,7 +101,7 @@ def silent_hosts():
     sockets = []
 
     def make(count: int) -> list[str]:
-        for i in range(count):
+        for _ in range(count):
             s = socket.socket()
             s.bind((f"127.0.0.{10 + len(sockets)}", 0))
             s.listen(64)  # the kernel completes handshakes; nobody ever accepts or answers

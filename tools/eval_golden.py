@@ -35,6 +35,7 @@ samples for 16-bit PCM).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -100,9 +101,7 @@ def _torchaudio_load_or_soundfile() -> None:
         samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
         return torch.from_numpy(samples.T.copy()), rate
 
-    try:
-        import torchcodec  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torchcodec") is None:  # torchaudio.load needs it
         torchaudio.load = load
 
 
@@ -301,7 +300,6 @@ def run(args) -> dict:
     import resampy
     import scipy
     import torchaudio
-    import torchlibrosa  # noqa: F401
 
     out["generated_by"] = {"script": "tools/eval_golden.py", "references": REFERENCES,
                            "versions": {"torch": torch.__version__, "torchaudio": torchaudio.__version__,

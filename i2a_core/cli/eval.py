@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
+from dataclasses import replace
 
+from i2a_core.cli.flags import (
+    add_generation_arguments,
+    add_model_arguments,
+    add_url_arguments,
+    generation_from_args,
+    models_from_args,
+)
+from i2a_core.errors import ConfigError
 from i2a_core.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS, TINY, ScoringModels
-from i2a_core.specs import ImageLimits
+from i2a_core.evaluation.weights import check_available
+from i2a_core.io import storage
+from i2a_core.jobs import compare
+from i2a_core.jobs import eval as evaluation
+from i2a_core.specs import ClipSpec, ImageLimits
 
 HELP = "score sonified audio (CS, CLAP score, FAD, FD) or rank translators by their audio"
 DESCRIPTION = """\
@@ -30,8 +44,6 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from i2a_core.cli.flags import add_generation_arguments, add_model_arguments, add_url_arguments
-
     parser.add_argument("--input", help="what to score: a bulk sonify output (manifest/) or an `i2a sonify` "
                                         "folder (WAV + JSON sidecars), local or s3://")
     parser.add_argument("--images", help="compare translators on these images (folder, s3:// prefix or list)")
@@ -82,10 +94,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def scoring_models_from_args(args: argparse.Namespace):
-    from dataclasses import replace
-
-    from i2a_core.specs import ClipSpec
-
     models = TINY if args.preset == "tiny" else ScoringModels()
     if args.cs_clip:
         models = replace(models, cs_clip=ClipSpec(args.cs_clip, args.cs_clip_pretrained or "openai"))
@@ -99,8 +107,6 @@ def scoring_models_from_args(args: argparse.Namespace):
 
 
 def _check(args: argparse.Namespace) -> None:
-    from i2a_core.errors import ConfigError
-
     if bool(args.input) == bool(args.images):
         raise ConfigError("give either --input SONIFY_OUTPUT (score it) or --images DIR with --grid or "
                            "--translators (compare translators)")
@@ -123,10 +129,6 @@ def _check(args: argparse.Namespace) -> None:
 def _absolute(path: str | None) -> str | None:
     """Local paths as absolute ones, so Ray actors (in other directories) read the same files; URLs, s3://,
     tiny: and hub ids pass unchanged."""
-    import os
-
-    from i2a_core.io import storage
-
     if not path or storage.is_remote(path) or path.startswith("tiny:"):
         return path
     if path.count("/") == 1 and not os.path.exists(path) and not path.startswith((".", "/", "~")):
@@ -143,12 +145,6 @@ def _absolute_paths(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from i2a_core.cli.flags import ConfigError, generation_from_args, models_from_args
-    from i2a_core.evaluation.weights import check_available
-    from i2a_core.io import storage
-    from i2a_core.jobs import compare
-    from i2a_core.jobs import eval as evaluation
-
     # 1. Flags, before any model loads.
     _check(args)
     _absolute_paths(args)

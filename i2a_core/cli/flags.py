@@ -11,7 +11,7 @@ import re
 
 from i2a_core.errors import ConfigError
 from i2a_core.io.lease import STALE_S
-from i2a_core.io.manifest import PART_ROWS, PART_EVERY_S
+from i2a_core.io.manifest import PART_EVERY_S, PART_ROWS
 from i2a_core.runner import STALL_TIMEOUT_S
 from i2a_core.specs import (
     DEFAULT_PRESET,

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from i2a_core import refs
 from i2a_core.cli import embed, flags, sonify, train
 from i2a_core.cli.flags import ConfigError, add_model_arguments, models_from_args
-from i2a_core.io import storage
+from i2a_core.io import sources, storage
 from i2a_core.specs import DEFAULT_SCHEDULER, PRESETS, SCHEDULERS
 
 HELP = "run the whole mission end to end on a small sample (embed, train, sonify, gallery)"
@@ -120,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
 
 def sample_captions(args: argparse.Namespace) -> pd.DataFrame:
     """The first --rows captions of the chosen AudioCaps-format CSV."""
-    from i2a_core.io import sources
-
     if args.captions:
         path = args.captions
     elif args.preset == "tiny":

@@ -507,7 +507,7 @@ def _entry_row(entry: str, folder: str, where: str = "") -> tuple[str, str, str,
     if scheme in ("http", "https"):
         try:
             parts = urllib.parse.urlsplit(entry)
-            parts.port  # noqa: B018 - raises ValueError for a malformed port
+            _ = parts.port  # raises ValueError for a malformed port
         except ValueError:
             return _bad(entry, "malformed URL", "bad_url", where)
         if not parts.hostname:

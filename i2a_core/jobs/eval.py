@@ -16,9 +16,9 @@ import pyarrow as pa
 from i2a_core import runner
 from i2a_core.errors import EvalError
 from i2a_core.evaluation import metrics
+from i2a_core.evaluation.loading import read_wav
 from i2a_core.evaluation.protocols import TINY_WARNING, ScoringModels, cs_description, describe, describe_protocol
 from i2a_core.evaluation.weights import check_available
-from i2a_core.evaluation.loading import read_wav
 from i2a_core.io import gallery, images, manifest, storage
 
 LOCAL_MAX_CLIPS = 64  # `--runner auto` scores this many clips or fewer in-process, without starting Ray

@@ -45,7 +45,6 @@ class ClapTextEncoder:
     @classmethod
     def load(cls, source: str = DEFAULT_AUDIOLDM, device: str | None = None) -> "ClapTextEncoder":
         """Load only the tokenizer and text encoder of an AudioLDM checkpoint, not the UNet/VAE/vocoder."""
-        import torch  # noqa: F401  (before transformers, which imports it too)
         from transformers import AutoTokenizer, ClapTextModelWithProjection
 
         local = refs.resolve_audioldm(source)

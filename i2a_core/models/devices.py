@@ -1,4 +1,5 @@
-"""Pick the torch device and dtype once: CUDA in fp16 when torch can see a GPU, else CPU in fp32."""
+"""Pick the torch device and dtype once: CUDA in fp16 when torch can see a GPU, else CPU in fp32 (AudioLDM's
+generator takes bf16 instead where the GPU has it: models/audioldm.generation_dtype)."""
 
 from __future__ import annotations
 
