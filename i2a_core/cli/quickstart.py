@@ -14,7 +14,7 @@ from i2a_core import refs
 from i2a_core.cli import embed, flags, sonify, train
 from i2a_core.cli.flags import ConfigError, add_model_arguments, models_from_args
 from i2a_core.io import sources, storage
-from i2a_core.specs import DEFAULT_SCHEDULER, PRESETS, SCHEDULERS
+from i2a_core.specs import DEFAULT_SCHEDULER, PRESETS, RANDOM_WEIGHTS_NOTE, SCHEDULERS
 
 HELP = "run the whole mission end to end on a small sample (embed, train, sonify, gallery)"
 DESCRIPTION = """\
@@ -113,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
                         ("gallery", storage.join(paths["sounds"], "index.html"))]:
         print(f"  {label:16} {path}")
     if PRESETS[args.preset].models.random_weights:
-        print(f"\n{args.preset}: random, untrained models, so the audio is noise and the leaderboard's metrics are "
-              f"meaningless. They show that every step runs; use the default preset for real sounds.")
+        print(f"\n{RANDOM_WEIGHTS_NOTE} (these runs show that every step works)")
     return 0
 
 

@@ -61,13 +61,14 @@ class TrainConfig:
     datasets: tuple[str, ...] = DATASET_GROUPS
     losses: tuple[str, ...] = LOSSES
     hidden: tuple[int, ...] = (256, 512)
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0
-    patience: int = 3
-    temperature: float = 0.07
-    mean_shift: bool = False
+    # The optimisation settings every trial shares: TrialSpec's defaults, written once there.
+    epochs: int = TrialSpec.epochs
+    batch_size: int = TrialSpec.batch_size
+    lr: float = TrialSpec.lr
+    seed: int = TrialSpec.seed
+    patience: int = TrialSpec.patience
+    temperature: float = TrialSpec.temperature
+    mean_shift: bool = TrialSpec.mean_shift
     retrieval: bool = False
     retrieval_k: int = 10
     retrieval_temperature: float = 0.05
