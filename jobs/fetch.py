@@ -6,7 +6,7 @@ import sys
 # `python jobs/fetch.py` puts jobs/ on the path, not the working directory that holds i2a_core.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from i2a_core.cli import main
+from i2a_core.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main(["fetch", *sys.argv[1:]]))
+    sys.exit(entry(["fetch", *sys.argv[1:]]))

@@ -2,6 +2,6 @@
 
 import sys
 
-from i2a_core.cli import main
+from i2a_core.cli import entry
 
-sys.exit(main())
+sys.exit(entry())
