@@ -93,8 +93,10 @@ def synthetic_rows(start: int, count: int) -> pa.Table:
         "captions": pa.nulls(count, pa.list_(pa.string())),
         "explanation": blank,
         "finished_at": pa.array(stamp, pa.timestamp("ms", tz="UTC")),
+        "modality": pa.array(["image"] * count),
+        "image": source,
     }
-    return pa.table(columns, schema=manifest.SCHEMA)
+    return pa.table({name: columns[name] for name in manifest.SCHEMA.names}, schema=manifest.SCHEMA)
 
 
 def write_manifest(output: str, rows: int) -> dict:

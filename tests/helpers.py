@@ -13,9 +13,13 @@ import numpy as np
 from PIL import Image
 
 
-def image_bytes(mode: str = "RGB", size=(48, 32), fmt: str = "PNG", seed: int = 0, **save_kwargs) -> bytes:
-    rng = np.random.default_rng(seed)
-    base = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+def image_bytes(mode: str = "RGB", size=(48, 32), fmt: str = "PNG", seed: int = 0, color=None, **save_kwargs) -> bytes:
+    """An encoded image: seeded noise, or one `color` (an RGB tuple) all over; converted to `mode`."""
+    if color is not None:
+        base = Image.new("RGB", size, color)
+    else:
+        rng = np.random.default_rng(seed)
+        base = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "RGB")
     image = base if mode == "RGB" else base.convert(mode)
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save_kwargs)

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile
-from PIL import Image
+from helpers import image_bytes, write_images
 
 from i2a_core.io import listing, manifest, storage
 from i2a_core.jobs.sonify import SonifyJob, run
@@ -27,18 +27,11 @@ SETTINGS = GenerationSettings(duration=0.5, steps=2, guidance=2.5, seed=7, batch
 LIMITS = ImageLimits(max_pixels=50 * 50, allow_private_urls=True)  # the test HTTP server is on loopback
 
 
-def image_bytes(size=(40, 30), fmt="PNG", shade=0) -> bytes:
-    pixels = (np.arange(size[0] * size[1] * 3).reshape(size[1], size[0], 3) * (shade + 3)) % 256
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-GOOD = {"a/one.png": image_bytes(shade=1), "a/b/two.jpg": image_bytes(fmt="JPEG", shade=2),
-        "three.png": image_bytes(shade=3), "three.jpg": image_bytes(fmt="JPEG", shade=4),  # same stem
-        "lies.jpg": image_bytes(shade=6)}  # a PNG: decoded by content, with a warning
+GOOD = {"a/one.png": image_bytes(seed=1), "a/b/two.jpg": image_bytes(fmt="JPEG", seed=2),
+        "three.png": image_bytes(seed=3), "three.jpg": image_bytes(fmt="JPEG", seed=4),  # same stem
+        "lies.jpg": image_bytes(seed=6)}  # a PNG: decoded by content, with a warning
 BAD = {"bad/text.jpg": (b"<!DOCTYPE html><html>", "not_image"),
-       "bad/truncated.png": (image_bytes(shade=5)[:60], "corrupt"),
+       "bad/truncated.png": (image_bytes(seed=5)[:60], "corrupt"),
        "bad/huge.png": (image_bytes(size=(60, 60)), "too_large")}
 
 
@@ -146,7 +139,7 @@ def test_url_list_with_404_and_retrieval_captions(tmp_path, http_root):
                                    ["a dog barks", "rain on a roof"], top_k=2).save(str(tmp_path / "translator"))
 
     root, base_url = http_root
-    (root / "cat.png").write_bytes(image_bytes(shade=9))
+    (root / "cat.png").write_bytes(image_bytes(seed=9))
     (tmp_path / "urls.csv").write_text(f"url\n{base_url}/cat.png\n{base_url}/missing.png\n")
     output = str(tmp_path / "out")
     bulk = SonifyJob(inputs=(str(tmp_path / "urls.csv"),), output=output,
@@ -167,7 +160,7 @@ def test_bucket_job_on_ray_matches_in_process_run(ray_session, s3_bucket):
 
     bucket = s3_bucket[len("s3://"):]
     client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    for name, data in {**GOOD, "a/../../evil.png": image_bytes(shade=8), "bad/text.jpg": BAD["bad/text.jpg"][0],
+    for name, data in {**GOOD, "a/../../evil.png": image_bytes(seed=8), "bad/text.jpg": BAD["bad/text.jpg"][0],
                        "bad/truncated.png": BAD["bad/truncated.png"][0]}.items():
         client.put_object(Bucket=bucket, Key=f"photos/{name}", Body=data)
     client.put_object(Bucket=bucket, Key="photos/notes.txt", Body=b"not listed: no image extension")
@@ -196,7 +189,7 @@ def test_bucket_job_on_ray_matches_in_process_run(ray_session, s3_bucket):
 
 def test_kill_mid_run_then_rerun_processes_every_input_once(tmp_path):
     for i in range(12):
-        storage.write_bytes_atomic(str(tmp_path / "in" / f"d{i % 3}" / f"img{i}.png"), image_bytes(shade=i))
+        storage.write_bytes_atomic(str(tmp_path / "in" / f"d{i % 3}" / f"img{i}.png"), image_bytes(seed=i))
     output = str(tmp_path / "out")
     command = [sys.executable, os.path.join(REPO, "jobs", "sonify.py"), "--preset", "tiny", "--input",
                str(tmp_path / "in"), "--output", output, "--runner", "local", "--batch-size", "1",
@@ -229,7 +222,7 @@ def test_a_rerun_with_nothing_left_to_do_loads_no_model_and_starts_no_ray(tmp_pa
     """What is already done is known from the manifest alone: a rerun of a finished job lists, compares and
     reports, without importing torch or Ray (the check a WIT-sized rerun depends on)."""
     for i in range(3):
-        storage.write_bytes_atomic(str(tmp_path / "in" / f"img{i}.png"), image_bytes(shade=i))
+        storage.write_bytes_atomic(str(tmp_path / "in" / f"img{i}.png"), image_bytes(seed=i))
     argv = ["sonify-job", "--preset", "tiny", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
             "--runner", "auto", "--batch-size", "1", "--duration", "0.5", "--steps", "2"]
     code = ("import sys; from i2a_core.cli import main; code = main(sys.argv[1:]); "
@@ -243,10 +236,43 @@ def test_a_rerun_with_nothing_left_to_do_loads_no_model_and_starts_no_ray(tmp_pa
     assert "3 already done of 3 inputs" in again.stdout and "heavy: []" in again.stdout, again.stdout
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 KB tmpfs: a real full disk (ENOSPC) that a remount then grows. Needs root, as CI has."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_full_disk_stops_the_job_in_one_line_and_a_rerun_with_space_finishes_exactly_once(tmp_path, small_disk,
+                                                                                           capsys):
+    from i2a_core.cli import main
+
+    inputs = [str(p) for p in write_images(tmp_path / "in", [f"img{i:02d}.png" for i in range(30)])]
+    output = str(small_disk / "out")
+    argv = ["sonify-job", "--preset", "tiny", "--input", str(tmp_path / "in"), "--output", output, "--runner",
+            "local", "--duration", "0.5", "--steps", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "disk full (free space and rerun)" in err and "the rerun does them again" in err and output in err, err
+    assert "Traceback" not in err
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space freed
+    assert main(argv) == 0, capsys.readouterr().err
+    table = check_exactly_once(output, inputs)
+    assert set(table.column("status").to_pylist()) == {"ok"}
+
+
 def test_transient_failures_are_retried_on_rerun(tmp_path, http_root):
     """A slow URL times out (transient: retried next run); a 404 and a corrupt file are final."""
     root, base_url = http_root
-    (root / "later.png").write_bytes(image_bytes(shade=3))
+    (root / "later.png").write_bytes(image_bytes(seed=3))
     (tmp_path / "bad.png").write_bytes(b"not an image at all")
     (tmp_path / "urls.txt").write_text(f"{base_url}/slow/later.png\n{base_url}/gone.png\n{tmp_path}/bad.png\n")
     output = str(tmp_path / "out")
@@ -285,7 +311,7 @@ def test_i2a_sonify_and_the_job_give_an_image_the_same_audio(tmp_path):
 
     folder = tmp_path / "in"
     (folder / "deep").mkdir(parents=True)
-    (folder / "deep" / "a.png").write_bytes(image_bytes(shade=5))
+    (folder / "deep" / "a.png").write_bytes(image_bytes(seed=5))
     assert run(job([str(folder)], str(tmp_path / "job"))).ok == 1
     assert main(["sonify", f"{folder}/", "--output", str(tmp_path / "cli"), "--preset", "tiny",
                  "--duration", "0.5", "--steps", "2", "--seed", "7", "--batch-size", "2"]) == 0

@@ -115,12 +115,6 @@ def test_resume_computes_only_missing_rows_exactly_once(tmp_path, ray_session):
     assert len(read_pairs(str(output), columns=["id"])) == 12
 
 
-def _jpeg(color, size) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def cc_shards(http_root, tmp_path_factory):
     """`i2a fetch` output of a CC table: 6 good images (one URL twice, one without caption), 1 dead URL.
@@ -131,7 +125,7 @@ def cc_shards(http_root, tmp_path_factory):
     (folder / "embed").mkdir(exist_ok=True)
     urls = []
     for i in range(5):
-        (folder / "embed" / f"img{i}.jpg").write_bytes(_jpeg((50 * i, 80, 160), (60 + 10 * i, 40)))
+        (folder / "embed" / f"img{i}.jpg").write_bytes(image_bytes(fmt="JPEG", color=(50 * i, 80, 160), size=(60 + 10 * i, 40)))
         urls.append(f"{base}/embed/img{i}.jpg")
     root = tmp_path_factory.mktemp("cc")
     lines = [f"picture {i}\t{url}" for i, url in enumerate(urls[:4])]
@@ -277,7 +271,7 @@ def test_fetch_to_s3_then_embed_from_s3(http_root, s3_bucket, ray_session, tmp_p
     (folder / "s3").mkdir(exist_ok=True)
     lines = []
     for i in range(3):
-        (folder / "s3" / f"p{i}.jpg").write_bytes(_jpeg((90 * i, 20, 20), (50, 50)))
+        (folder / "s3" / f"p{i}.jpg").write_bytes(image_bytes(fmt="JPEG", color=(90 * i, 20, 20), size=(50, 50)))
         lines.append(f"{base}/s3/p{i}.jpg,photo {i}")
     (tmp_path / "t.csv").write_text("link,text\n" + "\n".join(lines) + "\n")
     shards = f"{s3_bucket}/shards"
@@ -333,12 +327,12 @@ def test_a_sparse_tar_member_claiming_gigabytes_is_refused_before_it_is_read(tmp
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for key in ("a", "c"):
-            data = _jpeg((200, 40, 40), (32, 32))
+            data = image_bytes(fmt="JPEG", color=(200, 40, 40), size=(32, 32))
             member = tarfile.TarInfo(f"{key}.jpg")
             member.size = len(data)
             tar.addfile(member, io.BytesIO(data))
     good = buffer.getvalue()
-    first_end = 512 + 512 * -(-len(_jpeg((200, 40, 40), (32, 32))) // 512)
+    first_end = 512 + 512 * -(-len(image_bytes(fmt="JPEG", color=(200, 40, 40), size=(32, 32))) // 512)
     # A 10 KB shard: a.jpg, then b.jpg claiming 1 GiB (before: read whole, 1 GiB of zeros), then c.jpg.
     shard = good[:first_end] + _sparse_member("b.jpg", 1 << 30) + good[first_end:]
     (tmp_path / "00000.tar").write_bytes(shard)

@@ -12,18 +12,12 @@ import tarfile
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import clean_env, i2a_command
+from helpers import clean_env, i2a_command, image_bytes
 from PIL import Image
 
 from i2a_core.cli import main
 from i2a_core.io import sources
 from i2a_core.io.sources import WIT_COLUMNS
-
-
-def _jpeg(color, size=(48, 40)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="JPEG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +28,9 @@ def served(http_root):
     target.mkdir(exist_ok=True)
     good = []
     for i in range(5):
-        (target / f"good{i}.jpg").write_bytes(_jpeg((40 * i, 100, 200)))
+        (target / f"good{i}.jpg").write_bytes(image_bytes(fmt="JPEG", color=(40 * i, 100, 200), size=(48, 40)))
         good.append(f"{base}/fetch/good{i}.jpg")
-    (target / "truncated.jpg").write_bytes(_jpeg((1, 2, 3), (64, 64))[:200])
+    (target / "truncated.jpg").write_bytes(image_bytes(fmt="JPEG", color=(1, 2, 3), size=(64, 64))[:200])
     (target / "page.jpg").write_bytes(b"<!DOCTYPE html><html>not an image</html>")
     broken = [f"{base}/fetch/truncated.jpg", f"{base}/fetch/page.jpg", f"{base}/fetch/missing.jpg"]
     return good, broken

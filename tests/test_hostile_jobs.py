@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers import write_images
+from helpers import image_bytes, write_images
 
 from i2a_core.cli import main
 from i2a_core.io import lease, manifest, storage
@@ -279,19 +279,11 @@ def test_tampered_translators_fail_fast_with_translator_error_and_little_memory(
 # --- 7. embedding and training inputs ---
 
 
-def _jpeg(seed: int) -> bytes:
-    buffer = io.BytesIO()
-    from PIL import Image
-
-    Image.new("RGB", (40 + seed, 30), (seed * 40 % 256, 90, 160)).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
 def _shard(folder, name: str, keys: list[str], metadata=None, cut_in_member: int | None = None) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for key in keys:
-            data = _jpeg(int(key))
+            data = image_bytes(fmt="JPEG", size=(40 + int(key), 30), seed=int(key))
             member = tarfile.TarInfo(f"{key}.jpg")
             member.size = len(data)
             tar.addfile(member, io.BytesIO(data))

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from i2a_core.errors import is_transient
+from i2a_core.errors import OutputError, classify, is_transient
 from i2a_core.io import storage
 
 MANIFEST_DIR = "manifest"
@@ -190,7 +190,14 @@ class PartWriter:
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         name, self._last_ns = _unique_name("part", self._last_ns)
-        storage.write_bytes_atomic(storage.join(self.directory, name), buffer.getvalue())
+        try:
+            storage.write_bytes_atomic(storage.join(self.directory, name), buffer.getvalue())
+        except OSError as error:
+            kind, reason = classify(error, self.directory, "write")
+            if kind == "disk_full":  # nothing more can be committed: stop, naming the place; a rerun redoes these
+                raise OutputError(f"{reason}; {table.num_rows} finished rows were not committed: the rerun does "
+                                  f"them again") from error
+            raise
         self._buffer, self._buffered = [], 0
         self.written += table.num_rows
         return table.num_rows
