@@ -112,16 +112,11 @@ class DecodeImages:
         self.preprocess = image_transform(clip)
         self.limits, self.check_extension, self.thumbnails = limits, check_extension, thumbnails
         self.blank = np.zeros_like(self.preprocess(Image.new("RGB", (8, 8))).numpy())
-        self.blank_batches: dict[int, np.ndarray] = {}  # batch size -> its read-only blank pixels
 
     def _blanks(self, rows: int) -> np.ndarray:
-        """Pixels of a batch in which no image decoded, made once per batch size (inputs that fail at once cost
-        no copy of a blank image each); read-only, as every such batch shares them."""
-        if rows not in self.blank_batches:
-            blanks = np.zeros((rows, *self.blank.shape), self.blank.dtype)
-            blanks.flags.writeable = False
-            self.blank_batches[rows] = blanks
-        return self.blank_batches[rows]
+        """Pixels of a batch in which no image decoded: one blank image seen `rows` times (a read-only view, no
+        copy), so that inputs that fail at once cost no pixels."""
+        return np.broadcast_to(self.blank, (rows, *self.blank.shape))
 
     def pixels(self, image) -> np.ndarray:
         """One PIL image as CLIP input: float32 [3, H, W]."""
