@@ -59,7 +59,7 @@ def _images(folder, count: int) -> list[str]:
     return [str(p) for p in write_images(folder, [f"img{i:02d}.png" for i in range(count)])]
 
 
-# --- 5. one job per output ---
+# --- one job per output ---
 
 
 def _write_lease(output, heartbeat_at=None, **fields) -> None:
@@ -193,7 +193,7 @@ def test_sigterm_stops_within_seconds_keeping_committed_batches_and_exits_143(tm
     assert os.path.exists(os.path.join(output, "index.html"))  # the rerun brought the gallery up to date
 
 
-# --- 6. translators are untrusted files ---
+# --- translators are untrusted files ---
 
 
 def _tampered_translators(root) -> dict[str, str]:
@@ -276,7 +276,7 @@ def test_tampered_translators_fail_fast_with_translator_error_and_little_memory(
         load_translator(cases["hidden_25000"])
 
 
-# --- 7. embedding and training inputs ---
+# --- embedding and training inputs ---
 
 
 def _shard(folder, name: str, keys: list[str], metadata=None, cut_in_member: int | None = None) -> None:
@@ -390,7 +390,7 @@ def test_training_input_that_disagrees_or_is_corrupt_is_refused_naming_the_file(
         assert "b.parquet" in message and ("corrupt" in message or "not readable" in message or "is string" in message)
 
 
-# --- 8. edges of the command line ---
+# --- edges of the command line ---
 
 
 def _not_utf8(folder):

@@ -125,7 +125,7 @@ def rows_by_input(output: str) -> dict[str, dict]:
     return {r["input"]: r for r in manifest.read(output).to_pylist()}
 
 
-# --- 1. URLs ---
+# --- URLs ---
 
 
 def test_the_checked_address_is_the_one_connected_to(hostile, monkeypatch):
@@ -238,7 +238,7 @@ def test_dead_hosts_on_ray_keep_the_rest_flowing(ray_session, tmp_path, silent_h
     check_exactly_once(output, urls)
 
 
-# --- 2. local files ---
+# --- local files ---
 
 
 def test_fifos_devices_and_dot_names(tmp_path, capsys):
@@ -277,7 +277,7 @@ def test_fifos_devices_and_dot_names(tmp_path, capsys):
     assert len(list((tmp_path / "cli" / "audio").glob("*.wav"))) == 1
 
 
-# --- 3. decoding ---
+# --- decoding ---
 
 
 def test_thin_images_are_cropped_before_any_resize():
@@ -304,7 +304,7 @@ def test_lying_extensions_sound_with_a_warning_and_non_images_do_not(tmp_path):
     check_exactly_once(output, [str(p) for p in folder.iterdir()])
 
 
-# --- 4. output names ---
+# --- output names ---
 
 
 def test_crafted_key_collisions_get_distinct_outputs(tmp_path):
