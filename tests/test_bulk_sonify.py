@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile
-from helpers import image_bytes, write_images
+from helpers import i2a_command, image_bytes, peak_rss_mb, write_images
 
 from i2a_core.io import listing, manifest, storage
 from i2a_core.jobs.sonify import SonifyJob, run
@@ -234,6 +234,23 @@ def test_a_rerun_with_nothing_left_to_do_loads_no_model_and_starts_no_ray(tmp_pa
     again = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "3 already done of 3 inputs" in again.stdout and "heavy: []" in again.stdout, again.stdout
+
+
+def test_the_driver_peak_for_200k_failing_inputs_is_within_a_fixed_margin_of_20k(tmp_path):
+    """Inputs are listed, planned and committed in bounded windows: ten times the inputs, about the same driver.
+    Before issue 17 the driver grew ~83 MB per 10k inputs (1.5 GB more here)."""
+    peaks = {}
+    for count in (20_000, 200_000):
+        listing = tmp_path / f"list{count}.txt"
+        listing.write_text("".join(f"{tmp_path}/missing/{i:07d}.png\n" for i in range(count)))
+        peak, done = peak_rss_mb(i2a_command("sonify-job", "--preset", "tiny", "--input", str(listing), "--output",
+                                             str(tmp_path / f"out{count}"), "--runner", "local"),
+                                 env={**os.environ, "PYTHONPATH": REPO})
+        assert done.returncode == 1, done.stderr[-3000:]  # every input failed, each an error row
+        assert f"0 ok, {count} error" in done.stdout, done.stdout[-3000:]
+        peaks[count] = peak
+    # ~120 MB here: buffers that fill to their bound (windows, parts, groups) between 20k and 200k, then stay
+    assert peaks[200_000] - peaks[20_000] < 300, peaks  # MB
 
 
 @pytest.fixture
