@@ -8,7 +8,8 @@ import pytest
 import s3fs.errors
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from i2a_core.errors import classify, is_transient, one_line
+from i2a_core import cli
+from i2a_core.errors import UserError, classify, is_transient, one_line
 from i2a_core.io.fetch_url import FetchError
 from i2a_core.io.images import ImageError
 
@@ -62,3 +63,28 @@ def test_one_line_shows_control_characters_instead_of_obeying_them():
     assert one_line("a\u2028b\u202egnp.exe") == "a\\u2028b\\u202egnp.exe"  # line separator, right-to-left override
     assert one_line("bad-\udcff.png") == "bad-\\udcff.png"  # an undecodable file name byte: printable now
     assert len(one_line("x\n" * 1000).splitlines()) == 1
+
+
+def _user_error_types() -> list[type]:
+    found, stack = [], [UserError]
+    while stack:
+        kind = stack.pop()
+        found.append(kind)
+        stack.extend(kind.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("error", [*_user_error_types(), FileNotFoundError, RuntimeError], ids=lambda t: t.__name__)
+def test_every_user_error_type_exits_2_in_one_line_through_the_one_base_class(error, monkeypatch, capsys):
+    """The CLI maps exceptions to exit codes by type: every UserError subclass (and a path the user named that
+    cannot be read) is exit 2 with one line; anything else is exit 1, pointing to --debug."""
+    def fail(args):
+        raise error("the reason, naming the input")
+
+    name, (help_text, description, add_arguments, _) = "sonify", cli.COMMANDS["sonify"]
+    monkeypatch.setitem(cli.COMMANDS, name, (help_text, description, add_arguments, fail))
+    code = cli.main(["sonify", "--output", "out", "cat.jpg"])
+    err = capsys.readouterr().err
+    assert code == (1 if error is RuntimeError else 2), err
+    assert len(err.strip().splitlines()) == 1 and "the reason, naming the input" in err, err
+    assert "Traceback" not in err
