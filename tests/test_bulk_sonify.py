@@ -384,3 +384,37 @@ def test_an_actor_returns_fast_batches_together_and_slow_ones_at_once():
         for batch in grouped(interrupted(), seconds=10.0):
             handed_on.append(batch)
     assert [b["display"].tolist() for b in handed_on] == [["0a", "0b", "1a", "1b"]]  # finished work is committed
+
+
+def test_a_batch_of_failed_rows_commits_beside_one_with_captions(tmp_path):
+    """Equal-length caption lists (none for failed rows, k for a retrieval translator) stay one column of lists,
+    so that batches concatenate in the runner and the manifest writer."""
+    from i2a_core import runner
+    from i2a_core.stages.clips import WriteClips
+
+    n = 3
+    failed = {"input": np.array(["a", "b", "c"], dtype=object), "key": np.array(["a", "b", "c"], dtype=object),
+              "display": np.array(["a", "b", "c"], dtype=object), "seed": np.arange(n),
+              "error": np.array(["a: gone"] * n, dtype=object), "error_kind": np.array(["missing"] * n, dtype=object)}
+    out = WriteClips(str(tmp_path), resolve_models("tiny"), SETTINGS)(failed)
+    assert out["captions"].shape == (n,)
+    with_captions = {**out, "captions": np.empty(n, dtype=object)}
+    with_captions["captions"][:] = [["rain", "wind"]] * n
+    joined = runner._concat([out, with_captions])
+    assert joined["captions"].shape == (2 * n,) and list(joined["captions"][-1]) == ["rain", "wind"]
+    writer = manifest.PartWriter(str(tmp_path / "m"), manifest.SCHEMA)
+    for batch in (out, with_captions):  # as the runner's Committer hands them over: the schema's columns
+        writer.add({name: batch[name] for name in manifest.SCHEMA.names if name in batch})
+    assert writer.flush() == 2 * n
+
+
+def test_batches_larger_than_the_read_pool_are_read(tmp_path):
+    """More rows in a batch than reads in flight: the read stage still fills and yields it."""
+    from i2a_core.stages.images import READ_THREADS, read_images
+
+    count = READ_THREADS + 36
+    rows = {"input": np.array([str(tmp_path / f"{i}.png") for i in range(count)], dtype=object),
+            "display": np.array([f"{i}.png" for i in range(count)], dtype=object),
+            "error": np.array([""] * count, dtype=object), "error_kind": np.array([""] * count, dtype=object)}
+    batches = list(read_images([rows], LIMITS, count + 28))
+    assert [len(b["input"]) for b in batches] == [count]

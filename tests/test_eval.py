@@ -135,6 +135,8 @@ def test_bad_clips_are_counted_error_rows(sonified, tmp_path, capsys):
     assert summary["errors"] == 2 and summary["scored"] == 1 and summary["cs"]["n"] == 0
     rows = {os.path.basename(r["input"]): r for r in read_scores(tmp_path / "ev")}
     assert "cannot read" in rows["cat.png"]["error"] and "not readable audio" in rows["dog.png"]["error"]
+    assert rows["dog.png"]["error_kind"] == "unreadable_audio", rows["dog.png"]
+    assert rows["cat.png"]["error_kind"] and rows["sea.png"]["error_kind"] == ""
     assert rows["sea.png"]["cs"] == "" and rows["sea.png"]["note"].startswith("no CS:")
     assert "sea.png" in rows["sea.png"]["note"]
     assert "error:" in capsys.readouterr().out

@@ -229,7 +229,7 @@ class ScoreClips:
             if "fd" in self.want:
                 panns[i] = self.panns_rows(clip)
         out = {**batch, "cs": cs, "clap_score": clap, "error": np.array(errors, dtype=object),
-               "note": np.array(notes, dtype=object)}
+               "error_kind": np.array(kinds, dtype=object), "note": np.array(notes, dtype=object)}
         if "fad" in self.want:
             out["vggish"] = _objects(vggish)
         if "fd" in self.want:

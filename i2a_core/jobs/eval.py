@@ -22,7 +22,7 @@ from i2a_core.evaluation.weights import check_available
 from i2a_core.io import gallery, images, manifest, storage
 
 LOCAL_MAX_CLIPS = 64  # `--runner auto` scores this many clips or fewer in-process, without starting Ray
-SCORE_COLUMNS = ("input", "output", "cs", "clap_score", "caption", "error", "note")
+SCORE_COLUMNS = ("input", "output", "cs", "clap_score", "caption", "error", "error_kind", "note")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 
@@ -170,7 +170,7 @@ class _Scores:
     not millions), the embeddings folded into one running Gaussian per (set, model) for FAD and FD."""
 
     schema = pa.schema([("key", pa.string()), ("cs", pa.float64()), ("clap_score", pa.float64()),
-                        ("error", pa.string()), ("note", pa.string())])
+                        ("error", pa.string()), ("error_kind", pa.string()), ("note", pa.string())])
 
     def __init__(self):
         self.results: dict[str, dict] = {}
@@ -178,7 +178,8 @@ class _Scores:
 
     def add(self, rows: dict) -> int:
         for i, key in enumerate(rows["key"]):
-            self.results[str(key)] = {name: rows[name][i] for name in ("cs", "clap_score", "error", "note")}
+            self.results[str(key)] = {name: rows[name][i] for name in ("cs", "clap_score", "error", "error_kind",
+                                                                       "note")}
         return len(rows["key"])
 
     def embeddings(self, batch: dict) -> None:
@@ -288,7 +289,7 @@ def _gallery_rows(job: EvalJob, rows: list[dict], log) -> list[dict] | None:
                 f"between them cannot work; put EVAL_DIR beside the sonify output (same disk or bucket)")
             return None
         out.append({"input": row["input"], "status": "error" if row["error"] else "ok", "error": row["error"],
-                    "error_kind": "unreadable_audio" if row["error"] else "", **links, "captions": row["captions"],
+                    "error_kind": row["error_kind"] if row["error"] else "", **links, "captions": row["captions"],
                     "explanation": row["explanation"], "cs": row["cs"], "clap_score": row["clap_score"],
                     "duration": row["duration"], "sample_rate": row["sample_rate"]})
     return out
@@ -369,7 +370,7 @@ def run(job: EvalJob, log=print, reference_cache: dict | None = None) -> dict:
     for row in clips.rows:
         result = results[row["key"]]
         row.update(cs=_float(result["cs"]), clap_score=_float(result["clap_score"]), error=str(result["error"]),
-                   note=str(result["note"]))
+                   error_kind=str(result["error_kind"]), note=str(result["note"]))
     errors = [row for row in clips.rows if row["error"]]
     summary = {
         "input": job.input, "clips": len(clips.rows), "scored": len(clips.rows) - len(errors),

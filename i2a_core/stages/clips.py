@@ -19,7 +19,7 @@ import numpy as np
 from i2a_core.errors import classify
 from i2a_core.io import gallery, listing, storage
 from i2a_core.specs import RANDOM_WEIGHTS_NOTE, GenerationSettings, ModelSpec
-from i2a_core.stages.images import strings
+from i2a_core.stages.images import objects, strings
 
 Batch = dict
 
@@ -102,7 +102,8 @@ class WriteClips:
                     kinds[i], errors[i] = classify(error, names[i], operation="write")
             rows.append(self._row(batch, i, ok, errors[i], kinds[i], audio_key, thumbnail_key, spectrogram_key,
                                   explanation, time.perf_counter() - started))
-        out = {name: np.array([row[name] for row in rows], dtype=object) for name in rows[0]} if rows else {}
+        # 1-d object columns: a column of equal-length lists (captions) must not become a 2-d array
+        out = {name: objects([row[name] for row in rows]) for name in rows[0]} if rows else {}
         out["display"] = batch["display"]  # the item's identity for the runner (the manifest's `input`)
         return out
 

@@ -66,7 +66,7 @@ def read_images(chunks: Iterator[Batch], limits: ImageLimits, batch_size: int) -
     exhausted = False
     try:
         while in_order or not exhausted:
-            while len(in_order) < READ_THREADS and not exhausted:
+            while len(in_order) < max(READ_THREADS, batch_size) and not exhausted:  # a batch can be larger
                 row = next(rows, None)
                 if row is None:
                     exhausted = True
