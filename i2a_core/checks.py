@@ -10,10 +10,18 @@ from __future__ import annotations
 from i2a_core import refs
 from i2a_core.errors import ConfigError, TranslatorError
 from i2a_core.models.translator_files import TranslatorConfig, inspect_translator
-from i2a_core.specs import MAX_DURATION_S, SCHEDULERS, GenerationSettings, ModelSpec
+from i2a_core.specs import MAX_DURATION_S, SCHEDULERS, GenerationSettings, ImageLimits, ModelSpec
 
 MISSING_TRANSLATOR = ("images need a translator: pass --translator DIR|URL (train one with `i2a train`), "
                       "or use --preset tiny")
+
+
+def check_limits(limits: ImageLimits) -> None:
+    """Image limits that would fail every input (as a permanent error a rerun never retries) are a flag error."""
+    for flag, value in (("--max-pixels", limits.max_pixels), ("--max-bytes", limits.max_bytes),
+                        ("--url-timeout", limits.timeout_s)):
+        if not value > 0:
+            raise ConfigError(f"{flag} {value:g}: must be positive (0 would refuse every input)")
 
 
 def check_generation(settings: GenerationSettings, audioldm: str) -> None:

@@ -166,9 +166,6 @@ class BuiltChain:
         """Rows for items that no stage finished (their worker died): only the last stage records them."""
         return isolated(self.stages[-1], fail_rows(items, range(_size(items)), error))
 
-    def sonify_one(self, items: Batch) -> Batch:  # a chunk in, one batch out (tests, the Python API)
-        return _concat(list(self.run([items])))
-
 
 def _concat(batches: list[Batch]) -> Batch:
     if len(batches) == 1:
@@ -387,8 +384,7 @@ def run(plan: Plan, chain: Chain, writer, *, strategy: str = "local", what: str 
     """
     report = RunReport(strategy=strategy)
     started = time.perf_counter()
-    _sigterm_interrupts()
-    with Progress(plan.total, what, unit) as progress:
+    with interrupts(), Progress(plan.total, what, unit) as progress:
         committer = Committer(writer, chain.key, progress, on_commit, lease)
         try:
             if strategy == "local":
@@ -442,7 +438,6 @@ class _Flight:
     chunk: Batch
     left: set  # keys not committed yet
     attempts: int
-    started: float = field(default_factory=time.monotonic)
 
 
 def _alive_cpu_nodes(ray) -> dict[str, float]:
@@ -459,7 +454,6 @@ def _run_actors(plan: Iterator[Batch], chain: Chain, commit: Committer, report: 
     actors: dict[str, object] = {}  # node id -> actor
     inflight: dict[object, _Flight] = {}  # streaming generator -> its chunk
     retry: collections.deque = collections.deque()  # (chunk, attempts) of dead actors, first in line
-    lost_actors = 0
     failures_without_output = 0
     source_done = False
     checked = 0.0
@@ -505,18 +499,22 @@ def _run_actors(plan: Iterator[Batch], chain: Chain, commit: Committer, report: 
 
     def lose(stream, error: BaseException) -> None:
         """The actor (or its node) died: its unfinished items go back in line, or become error rows."""
-        nonlocal lost_actors, failures_without_output
+        nonlocal failures_without_output
         flight = inflight.pop(stream)
-        lost_actors += 1
         for node, actor in list(actors.items()):
             if actor is flight.actor:
                 del actors[node]
+        if len(flight.left) == _size(flight.chunk):
+            failures_without_output += 1
+        if failures_without_output >= 3 * max(1, len(_alive_cpu_nodes(ray))) and not commit.done:
+            raise RuntimeError(f"the stage actors keep dying before finishing anything: {one_line(str(error))[:300]}")
+        requeue(flight, error)
+
+    def requeue(flight: _Flight, error: BaseException) -> None:
+        """A chunk's unfinished items: back in line, or error rows once they have had MAX_ATTEMPTS."""
         rows = [i for i, key in enumerate(flight.chunk[chain.key]) if str(key) in flight.left]
         if not rows:
             return
-        failures_without_output += 1 if len(rows) == _size(flight.chunk) else 0
-        if failures_without_output >= 3 * max(1, len(_alive_cpu_nodes(ray))) and not commit.done:
-            raise RuntimeError(f"the stage actors keep dying before finishing anything: {one_line(str(error))[:300]}")
         left = _rows(flight.chunk, rows)
         if flight.attempts >= MAX_ATTEMPTS:
             commit(BuiltChain(Chain(chain.stages[-1:], chain.key)).finish_failed(left, WorkerLost(error)))
@@ -543,10 +541,8 @@ def _run_actors(plan: Iterator[Batch], chain: Chain, commit: Committer, report: 
                 ref = next(stream)
                 batch = ray.get(ref)
             except StopIteration:
-                flight = inflight.pop(stream)
-                if flight.left:  # the stream ended without some items: never expected, but never lost
-                    retry.append((_rows(flight.chunk, [i for i, k in enumerate(flight.chunk[chain.key])
-                                                       if str(k) in flight.left]), flight.attempts + 1))
+                # The stream ended without some items: never expected, but never lost, nor retried for ever.
+                requeue(inflight.pop(stream), RuntimeError("the stage returned without it"))
                 continue
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                     ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError) as error:

@@ -45,6 +45,9 @@ print(sorted(m for m in {HEAVY!r} if m in sys.modules))
      "no-such-translator"),
     (["train", "--input", "pairs", "--output", "grid", "--epochs", "0"], "--epochs 0"),
     (["embed", "--source", "images", "--preset", "tiny", "--output", "pairs"], "--source images needs --input"),
+    (["sonify", "--preset", "tiny", "--max-bytes", "0", "pic.png", "--output", "out"], "--max-bytes 0"),
+    (["sonify-job", "--preset", "tiny", "--input", "pic.png", "--output", "out", "--url-timeout", "0"],
+     "--url-timeout 0"),
 ])
 def test_user_mistakes_exit_2_in_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch, capsys, argv,
                                                                           message):

@@ -9,7 +9,6 @@ import argparse
 import os
 import re
 
-from i2a_core.errors import ConfigError
 from i2a_core.io.lease import STALE_S
 from i2a_core.io.manifest import PART_EVERY_S, PART_ROWS
 from i2a_core.runner import STALL_TIMEOUT_S
@@ -144,11 +143,6 @@ def add_job_arguments(parser, what: str = "output") -> None:
     parser.add_argument("--commit-every", type=float, default=PART_EVERY_S, metavar="SECONDS",
                         help="commit what finished at least this often, whatever the part's size: a crash loses "
                              f"at most this much work (default: {PART_EVERY_S:.0f})")
-
-
-def check_positive(value: float | int | None, flag: str, at_least: float = 1) -> None:
-    if value is not None and value < at_least:
-        raise ConfigError(f"{flag} {value:g}: must be at least {at_least:g}")
 
 
 def add_lease_argument(parser) -> None:

@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw
 
 from i2a_core import refs
 from i2a_core.cli import embed, flags, sonify, train
-from i2a_core.cli.flags import ConfigError, add_model_arguments, models_from_args
+from i2a_core.cli.flags import add_model_arguments, models_from_args
+from i2a_core.errors import ConfigError
 from i2a_core.io import sources, storage
 from i2a_core.specs import DEFAULT_SCHEDULER, PRESETS, RANDOM_WEIGHTS_NOTE, SCHEDULERS
 

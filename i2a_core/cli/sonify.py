@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from i2a_core.cli import flags
+from i2a_core.errors import ConfigError
 from i2a_core.jobs import sonify
 
 SONIFY_HELP = "turn images (files, folders, http(s) URLs) or texts into audio clips, in this process"
@@ -66,9 +67,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
 def job_from_args(args: argparse.Namespace, in_process: bool) -> sonify.SonifyJob:
     inputs = tuple(args.inputs) + tuple(args.more_inputs)
     if not in_process and args.text:
-        raise flags.ConfigError("the bulk job sonifies images; use `i2a sonify --text` for texts")
+        raise ConfigError("the bulk job sonifies images; use `i2a sonify --text` for texts")
     if not in_process and not inputs:
-        raise flags.ConfigError("nothing to sonify: give --input FOLDER|s3://PREFIX|LIST.txt|.csv|.parquet")
+        raise ConfigError("nothing to sonify: give --input FOLDER|s3://PREFIX|LIST.txt|.csv|.parquet")
     return sonify.SonifyJob(
         inputs=inputs, texts=tuple(args.text), output=args.output, models=flags.models_from_args(args),
         settings=flags.generation_from_args(args), limits=flags.limits_from_args(args),

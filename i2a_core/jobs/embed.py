@@ -77,6 +77,7 @@ class EmbedConfig:
 
 
 def check(config: EmbedConfig) -> None:
+    checks.check_limits(config.limits)
     if config.source not in SOURCES:
         raise SourceError(f"unknown source '{config.source}' (choose from {', '.join(SOURCES)})")
     if config.source == "images" and not config.input:

@@ -118,6 +118,7 @@ def check(job: SonifyJob) -> None:
             if not images.is_url(root) and not storage.exists(root):
                 raise FileNotFoundError(f"{root}: no such file, folder or prefix")
     storage.check_output(job.output)
+    checks.check_limits(job.limits)
     checks.check_sonify(job.models, job.settings, images=bool(job.inputs), device=job.device)
 
 
