@@ -130,9 +130,11 @@ def _batches(blocks: Iterable[Rows], size: int) -> Iterator[Rows]:
     for block in blocks:
         for column, values in zip(pending, block, strict=True):
             column.extend(values)
-        while len(pending[0]) >= size:
-            yield tuple(column[:size] for column in pending)
-            pending = tuple(column[size:] for column in pending)
+        whole = len(pending[0]) - len(pending[0]) % size  # cut once per block, not once per batch
+        for start in range(0, whole, size):
+            yield tuple(column[start:start + size] for column in pending)
+        if whole:
+            pending = tuple(column[whole:] for column in pending)
     if pending[0]:
         yield pending
 
@@ -201,11 +203,11 @@ def _walk(root: str) -> Iterator[Rows]:
                 block[1].append(_text(relative + entry))
                 block[2].append("")
                 block[3].append("")
+            if len(block[0]) >= _BATCH:  # within a folder too: a flat folder of millions is not one block
+                yield block
+                block = ([], [], [], [])
         else:
             stack.pop()
-        if len(block[0]) >= _BATCH:
-            yield block
-            block = ([], [], [], [])
     if block[0]:
         yield block
 
