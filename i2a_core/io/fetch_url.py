@@ -203,10 +203,20 @@ def _checked_address(host: str, port: int, allow_private: bool, deadline: float)
     return addresses[0]
 
 
+_TLS: ssl.SSLContext | None = None  # one for every download: building one loads the CA bundle (~14 ms)
+
+
+def _tls() -> ssl.SSLContext:
+    global _TLS
+    if _TLS is None:  # a race only builds two: contexts are thread-safe to share once built
+        _TLS = ssl.create_default_context()
+    return _TLS
+
+
 def _request(parts, host: str, port: int, address: str, deadline: float, max_bytes: int):
     """One GET to the checked address (Host and TLS SNI name the host); returns status, Location, body."""
     if parts.scheme == "https":
-        connection = _PinnedHTTPS(host, port, address, deadline, context=ssl.create_default_context())
+        connection = _PinnedHTTPS(host, port, address, deadline, context=_tls())
     else:
         connection = _PinnedHTTP(host, port, address, deadline)
     try:
