@@ -338,3 +338,14 @@ def test_jump_to_any_page(tmp_path, http_root, served):
         errors, shown = chromium.load_page(f"{base}/{start}", jump.format(kind=kind, page=page), after=where)
         errors = [e for e in errors if "/thumbs/" not in e and "/spectrograms/" not in e]  # rows without files
         assert errors == [] and shown["url"].endswith(expected) and shown["of"] == of, (start, shown, errors)
+
+
+@pytest.mark.parametrize("state", ['{"pages": "x"}', "[" * 100_000 + "]" * 100_000, "[1, 2]", "not json"])
+def test_a_state_file_that_is_not_ours_makes_a_full_rewrite_not_a_crash(tmp_path, state):
+    output = str(tmp_path / "out")
+    gallery.update_gallery(output, clip_rows(5), failed_rows(3), INFO, page_size=2)
+    with open(os.path.join(output, gallery.STATE), "w") as f:
+        f.write(state)
+    result = gallery.update_gallery(output, clip_rows(5), failed_rows(3), INFO, page_size=2)
+    assert (result["pages"], result["failed_pages"]) == (3, 1)
+    assert "index.html" in html_written(result)

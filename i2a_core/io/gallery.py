@@ -38,6 +38,7 @@ FAILED_PAGE = f"{PAGES_DIR}/failed.html"
 FAILED_PAGE_SCALE = 10  # a failed page holds 10 x page_size inputs (a table row each, not a player)
 INDEX_CHUNK = 1000  # pages linked from one index page: no file grows with the number of clips
 STATE = f"{PAGES_DIR}/state.json"
+STATE_BYTES = 16 << 20  # the gallery's own bookkeeping files are a few KB; anything larger is not ours
 RENDER_VERSION = 2  # bump when the page HTML changes: every page is then rewritten once
 # Score columns a row may carry (the evaluation adds them); the gallery shows them, best first where sorted.
 SCORES = {"clap_score": "CLAP score", "cs": "CLIP score"}
@@ -278,8 +279,9 @@ class _PageLog:
         self.chunk, self.entries, self.changed = chunk, [], False
         if chunk * INDEX_CHUNK < self.known_pages:
             try:
-                self.entries = json.loads(storage.read_text(storage.join(self.output, self.name(chunk))))
-            except (OSError, ValueError):  # missing or torn: its pages are written again
+                entries = storage.read_json(storage.join(self.output, self.name(chunk)), STATE_BYTES)
+                self.entries = entries if isinstance(entries, list) else []
+            except (OSError, ValueError):  # missing, torn or not ours: its pages are written again
                 self.entries = []
 
     def _save(self) -> None:
@@ -289,11 +291,13 @@ class _PageLog:
 
 
 def _read_state(output: str) -> dict:
+    """What the last run wrote, or {} (everything is written again) when the file is missing or not its own."""
     try:
-        state = json.loads(storage.read_text(storage.join(output, STATE)))
-        return state if isinstance(state, dict) else {}
+        state = storage.read_json(storage.join(output, STATE), STATE_BYTES)
     except (OSError, ValueError):
         return {}
+    counts_ok = isinstance(state, dict) and all(type(state.get(name, 0)) is int for name in ("pages", "failed_pages"))
+    return state if counts_ok else {}
 
 
 def _write(output: str, name: str, text: str, written: list[str]) -> None:
