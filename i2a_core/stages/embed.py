@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import tarfile
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ TARS_KEPT = 4  # tars whose member index a reader keeps: a batch rarely spans mo
 SPAN_BYTES = 64 << 20  # one range read covers neighbouring members up to this many bytes...
 SPAN_GAP = 1 << 20  # ...when less than this lies between one wanted member and the next
 BROKEN, MISSING = "read_broken_tar", "read_missing_from_tar"
+BROKEN_TAR = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a truncated, corrupt or missing tar raises
 
 
 def _pending(batch: Batch) -> list[int]:
@@ -143,6 +145,8 @@ class ReadTarMembers:
             return _TarIndex(members, broken=False), found, None
         except Exception as error:  # truncated, not a tar, gone, or the store failed: this tar's rows only
             kind, _ = classify(error, tar)
+            if kind == "internal" and not isinstance(error, BROKEN_TAR):  # i2a's own bug, not the tar's: the
+                raise  # runner makes it these rows' error and logs its traceback
             if is_transient(kind) and kind != "internal":
                 return _TarIndex({}, broken=True), {}, (kind, f"its tar could not be read ({kind}); a rerun retries it")
             return _TarIndex(members, broken=True), found, None
