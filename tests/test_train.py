@@ -120,6 +120,28 @@ def test_a_diverging_trial_is_reported_never_saved_as_a_model(tmp_path, capsys):
     assert "best: none" in capsys.readouterr().out
 
 
+def test_without_ray_a_trial_that_raises_is_marked_failed_and_the_rest_are_ranked(tmp_path, monkeypatch, capsys):
+    from i2a_core.training import trial
+
+    real = trial.train_trial
+
+    def out_of_memory_for_mse(spec, *args, **kwargs):
+        if spec.loss == "mse":
+            raise RuntimeError("CUDA out of memory (a test's)")
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(trial, "train_trial", out_of_memory_for_mse)
+    source = write_synthetic(str(tmp_path / "in"), 300)
+    output = str(tmp_path / "out")
+    code = main(["train", "--input", source, "--output", output, "--datasets", "all", "--losses", "cosine,mse",
+                 "--hidden", "16", "--epochs", "1", "--no-ray"])
+    assert code == 1
+    rows = {r["trial"]: r for r in leaderboard(output)}
+    assert rows["all-cosine-h16"]["status"] == "ok" and rows["all-cosine-h16"]["rank"] == "1"
+    assert rows["all-mse-h16"]["status"] == "failed" and "CUDA out of memory" in rows["all-mse-h16"]["reason"]
+    assert os.path.exists(os.path.join(output, "best", "model.safetensors"))
+
+
 def _write(path, table):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     pq.write_table(table, path)

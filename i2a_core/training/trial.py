@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from i2a_core.errors import one_line
 from i2a_core.io import storage
 from i2a_core.models.devices import pick_device
 from i2a_core.models.losses import get_loss
@@ -173,8 +174,11 @@ def run_trials(specs: list[dict], data_url: str, output: str, gpus: float, pool_
     records = {}
     for fields in specs:
         spec = TrialSpec(**fields)
-        records[spec.name] = save_trial(output, run_trial(spec, data, device, pool_size=pool_size), data_url,
-                                        pool_size)
+        try:
+            result = run_trial(spec, data, device, pool_size=pool_size)
+        except Exception as error:  # one trial's failure (out of memory, say): recorded, and the grid goes on
+            result = TrialResult(spec, "failed", one_line(f"{type(error).__name__}: {error}"))
+        records[spec.name] = save_trial(output, result, data_url, pool_size)
         if on_done:
             on_done(records[spec.name])
     return records
