@@ -69,12 +69,17 @@ def frechet_between(a: np.ndarray, b: np.ndarray) -> float:
     return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
 
 
+BOOTSTRAP_CHUNK = 50
+
+
 def bootstrap_mean(values, resamples: int = 1000, seed: int = 0) -> dict:
     """Mean and percentile-bootstrap 95% interval of the mean; None for an empty set."""
     values = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
     if len(values) == 0:
         return {"mean": None, "ci95": None, "n": 0}
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    # Resamples drawn BOOTSTRAP_CHUNK at a time (the same stream, the same means): memory stays ~50 x N, not 1000 x N
+    means = np.concatenate([values[rng.integers(0, len(values), (min(BOOTSTRAP_CHUNK, resamples - done), len(values)))]
+                            .mean(axis=1) for done in range(0, resamples, BOOTSTRAP_CHUNK)])
     low, high = np.percentile(means, [2.5, 97.5])
     return {"mean": float(values.mean()), "ci95": [float(low), float(high)], "n": int(len(values))}
