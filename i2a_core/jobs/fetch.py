@@ -8,8 +8,10 @@ import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterator
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from i2a_core.io import sources, storage
 
@@ -48,14 +50,14 @@ class FetchSummary:
         return out
 
 
-def read_source(config: FetchConfig) -> pd.DataFrame:
-    """The input table in the shared row schema, in input order (shard numbering depends on it)."""
+def source_windows(config: FetchConfig) -> Iterator[pa.Table]:
+    """The input table in the shared row schema, in windows, in input order (shard numbering depends on it)."""
     if config.source == "wit":
-        return sources.read_wit(config.input, list(config.languages))
+        return sources.wit_windows(config.input, list(config.languages))
     if config.source == "cc":
-        return sources.read_cc(config.input)
+        return sources.cc_windows(config.input)
     if config.source == "table":
-        return sources.read_table(config.input, config.url_col, config.caption_col)
+        return sources.table_windows(config.input, config.url_col, config.caption_col)
     raise sources.SourceError(f"unknown source '{config.source}' (choose from {', '.join(SOURCES)})")
 
 
@@ -63,12 +65,17 @@ def run_fetch(config: FetchConfig) -> FetchSummary:
     """Fetch every row's image; shards finished by an earlier run with the same input are skipped."""
     from img2dataset import download
 
-    # 1. One table in the row schema, so every source shards the same way and keeps its id and source.
-    rows = read_source(config)
+    # 1. One table in the row schema, so every source shards the same way and keeps its id and source; written
+    #    a window at a time (WIT's 37.6M rows never sit in memory).
+    windows = source_windows(config)
     storage.makedirs(config.output)
     with tempfile.TemporaryDirectory(prefix="i2a-fetch-") as tmp:
         url_list = os.path.join(tmp, "rows.parquet")
-        rows.to_parquet(url_list, index=False)
+        rows = 0
+        with pq.ParquetWriter(url_list, sources.ROW_SCHEMA) as writer:
+            for window in windows:
+                writer.write_table(window)
+                rows += window.num_rows
         # 2. img2dataset writes <shard>.tar + <shard>.parquet + <shard>_stats.json; the stats file marks
         #    a finished shard, and incremental mode skips those on a rerun.
         download(
@@ -81,7 +88,7 @@ def run_fetch(config: FetchConfig) -> FetchSummary:
             enable_wandb=False,
         )
     # 3. Summary from the per-shard stats, including shards done by earlier runs.
-    return summarise(config.output, len(rows))
+    return summarise(config.output, rows)
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
