@@ -15,7 +15,7 @@ Train one MLP translator per grid point (--datasets x --losses x --hidden) as pa
 score each on a test split chosen by a hash of the row id (the same for every trial), and write under
 OUTPUT: trials/<name>/ (translator, metrics.json, loss.png), leaderboard.csv and leaderboard.md (ranked
 by image-row R@1, then cosine), best/ (the winner), plots/ and data.json (row counts, skipped rows).
-R@k and median rank rank each test row's own CLAP vector among a pool of --pool-size test rows (1,000,
+R@k and median rank place each test row's own CLAP vector among a pool of --pool-size test rows (1,000,
 fixed by a hash of the id), so they mean the same at any dataset size.
 
 A trial whose node is lost is retried; one that still fails is marked failed in the leaderboard (exit 1).
@@ -51,33 +51,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--datasets", type=_names, default=DATASET_GROUPS,
                       help=f"dataset groups (default: {','.join(DATASET_GROUPS)})")
     grid.add_argument("--losses", type=_names, default=LOSSES, help=f"losses (default: {','.join(LOSSES)})")
-    grid.add_argument("--hidden", type=_sizes, default=(256, 512), help="hidden sizes (default: 256,512)")
+    grid.add_argument("--hidden", type=_sizes, default=TrainConfig.hidden, help="hidden sizes (default: %s)" % ",".join(map(str, TrainConfig.hidden)))
     grid.add_argument("--retrieval", action="store_true",
                       help="also build the training-free retrieval translator (needs AudioCaps rows)")
-    grid.add_argument("--retrieval-k", type=int, default=10, help="captions averaged per input (default: 10)")
-    grid.add_argument("--retrieval-temperature", type=float, default=0.05,
-                      help="softmax temperature over caption similarities (default: 0.05)")
+    grid.add_argument("--retrieval-k", type=int, default=TrainConfig.retrieval_k,
+                      help="captions averaged per input (default: %(default)s)")
+    grid.add_argument("--retrieval-temperature", type=float, default=TrainConfig.retrieval_temperature,
+                      help="softmax temperature over caption similarities (default: %(default)s)")
     optim = parser.add_argument_group("optimisation (shared by every trial)")
-    optim.add_argument("--epochs", type=int, default=20, help="most epochs per trial (default: 20)")
-    optim.add_argument("--patience", type=int, default=3,
-                       help="stop after this many epochs without a better validation loss (default: 3)")
-    optim.add_argument("--batch-size", type=int, default=256, help="pairs per step (default: 256)")
-    optim.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
-    optim.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: 0)")
-    optim.add_argument("--temperature", type=float, default=0.07, help="contrastive loss temperature")
+    optim.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                       help="most epochs per trial (default: %(default)s)")
+    optim.add_argument("--patience", type=int, default=TrainConfig.patience,
+                       help="stop after this many epochs without a better validation loss (default: %(default)s)")
+    optim.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                       help="pairs per step (default: %(default)s)")
+    optim.add_argument("--lr", type=float, default=TrainConfig.lr, help="AdamW learning rate (default: %(default)s)")
+    optim.add_argument("--seed", type=int, default=TrainConfig.seed,
+                       help="seed for initialisation and shuffling (default: %(default)s)")
+    optim.add_argument("--temperature", type=float, default=TrainConfig.temperature,
+                       help="contrastive loss temperature (default: %(default)s)")
     optim.add_argument("--mean-shift", action="store_true",
                        help="save the translators learnt from text pairs (audiocaps, retrieval) with the "
                             "modality-gap correction on (subtract the mean CLIP image vector, add the mean CLIP "
                             "text vector); its effect on image rows is in the leaderboard either way")
-    optim.add_argument("--val-fraction", type=float, default=0.1, help="share of ids for validation (default: 0.1)")
-    optim.add_argument("--test-fraction", type=float, default=0.1, help="share of ids for testing (default: 0.1)")
-    optim.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE,
-                       help=f"R@k and median rank rank each test row among this many test rows, pooled by a hash "
+    optim.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
+                       help="share of ids for validation (default: %(default)s)")
+    optim.add_argument("--test-fraction", type=float, default=TrainConfig.test_fraction,
+                       help="share of ids for testing (default: %(default)s)")
+    optim.add_argument("--pool-size", type=int, default=TrainConfig.pool_size,
+                       help=f"R@k and median rank place each test row among this many test rows, pooled by a hash "
                             f"of the id (default: {DEFAULT_POOL_SIZE})")
     run_group = parser.add_argument_group("execution")
-    run_group.add_argument("--gpus-per-trial", type=float, default=0.0,
+    run_group.add_argument("--gpus-per-trial", type=float, default=TrainConfig.gpus_per_trial,
                            help="GPUs per trial, fractional (0.25 packs four trials per GPU); 0: CPU (default)")
-    run_group.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")
+    run_group.add_argument("--cpus-per-trial", type=float, default=TrainConfig.cpus_per_trial,
+                           help="CPUs per trial (default: %(default)s)")
     run_group.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS",
                            help="when no trial reports (an epoch, a start, an end) for this long, say what the grid "
                                 "waits for, keep what finished and exit 1 (default: %(default)g)")
