@@ -384,7 +384,8 @@ def run(plan: Plan, chain: Chain, writer, *, strategy: str = "local", what: str 
     """
     report = RunReport(strategy=strategy)
     started = time.perf_counter()
-    with interrupts(), Progress(plan.total, what, unit) as progress:
+    _sigterm_interrupts()  # again: ray.init (if it ran since the job's `interrupts()`) installed its own
+    with Progress(plan.total, what, unit) as progress:
         committer = Committer(writer, chain.key, progress, on_commit, lease)
         try:
             if strategy == "local":

@@ -146,10 +146,12 @@ def test_a_failing_start_writes_no_job_json_and_the_corrected_command_runs(tmp_p
 @pytest.mark.parametrize("runner", ["local", "ray"])
 def test_sigterm_stops_within_seconds_keeping_committed_batches_and_exits_143(tmp_path, runner):
     """`ray job stop` kills the driver 3 s after SIGTERM: the job must be out by then, lease released."""
-    inputs = _images(tmp_path / "in", 12)
+    inputs = _images(tmp_path / "in", 24)
     output = str(tmp_path / "out")
-    command = [sys.executable, os.path.join(REPO, "jobs", "sonify.py"), *FAST, "--input", str(tmp_path / "in"),
-               "--output", output, "--runner", runner, "--batch-size", "1", "--rows-per-part", "1"]
+    # 100 steps a clip: several seconds of work, so that the signal lands mid-run even on a busy machine
+    command = [sys.executable, os.path.join(REPO, "jobs", "sonify.py"), *FAST, "--steps", "100", "--input",
+               str(tmp_path / "in"), "--output", output, "--runner", runner, "--batch-size", "1", "--rows-per-part",
+               "1"]
     # RAY_ADDRESS=local: the job starts its own Ray, never the test session's.
     env = {**os.environ, "PYTHONPATH": REPO, **({"RAY_ADDRESS": "local"} if runner == "ray" else {})}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
@@ -182,7 +184,7 @@ def test_sigterm_stops_within_seconds_keeping_committed_batches_and_exits_143(tm
 
     # The rerun does the rest, every input once.
     job = sonify_pipeline.SonifyJob(inputs=(str(tmp_path / "in"),), output=output, models=resolve_models("tiny"),
-                                    settings=GenerationSettings(duration=0.5, steps=2, seed=3, batch_size=8),
+                                    settings=GenerationSettings(duration=0.5, steps=100, seed=3, batch_size=8),
                                     runner="local")
     summary = sonify_pipeline.run(job, log=lambda *a: None)
     assert summary.skipped == done.num_rows and summary.ok == len(inputs) - done.num_rows

@@ -130,10 +130,7 @@ def limits_from_args(args: argparse.Namespace) -> ImageLimits:
 
 def add_job_arguments(parser, what: str = "output") -> None:
     """--take-over-lease and --stall-timeout, for every job that holds an output and runs on Ray."""
-    parser.add_argument("--take-over-lease", action="store_true",
-                        help=f"take the {what} from another job that still looks alive (only when it is dead: "
-                             "two live jobs on one output corrupt it); a lease without a heartbeat for "
-                             f"{STALE_S:.0f} s is taken over without this flag")
+    add_lease_argument(parser, what)
     parser.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="SECONDS",
                         help="when nothing finishes for this long while work remains (a lost GPU node, a cluster "
                              "that cannot place the workers), say what the job waits for, keep what finished and "
@@ -145,9 +142,9 @@ def add_job_arguments(parser, what: str = "output") -> None:
                              f"at most this much work (default: {PART_EVERY_S:.0f})")
 
 
-def add_lease_argument(parser) -> None:
+def add_lease_argument(parser, what: str = "output") -> None:
     """--take-over-lease alone (train has its own stall handling)."""
     parser.add_argument("--take-over-lease", action="store_true",
-                        help="take the output from another job that still looks alive (only when it is dead: "
+                        help=f"take the {what} from another job that still looks alive (only when it is dead: "
                              "two live jobs on one output corrupt it); a lease without a heartbeat for "
                              f"{STALE_S:.0f} s is taken over without this flag")

@@ -220,8 +220,8 @@ def _run_leased(job: SonifyJob, held: lease.Lease, log) -> JobSummary:
         plans = plan(job, directory)  # an unreadable list file stops the job here, before job.json exists
         storage.claim_output(job.output, {"job": "sonify", **job.models.describe(), **job.settings.describe()})
         todo = plans.images.total + plans.texts.total
-        strategy = runner.choose_strategy(job.runner, plans.images.total, job.gpus_per_actor) \
-            if plans.images.total else "local"
+        strategy = runner.choose_strategy(job.runner, plans.images.total, job.gpus_per_actor,
+                                          local_max=LOCAL_MAX_INPUTS) if plans.images.total else "local"
         summary = JobSummary(listed=plans.listed, skipped=plans.listed - todo,
                              runner="local" if strategy == "local" else "ray")
         log(f"{plans.listed} inputs, {summary.skipped} already done, {todo} to sonify ({runner.DESCRIBE[strategy]})")

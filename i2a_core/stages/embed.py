@@ -20,7 +20,7 @@ from i2a_core.io import storage
 from i2a_core.models.audioldm import ClapTextEncoder
 from i2a_core.models.clip import ClipEncoder
 from i2a_core.specs import ImageLimits, ModelSpec
-from i2a_core.stages.images import objects, strings
+from i2a_core.stages.images import objects, pending, strings
 
 Batch = dict
 
@@ -29,10 +29,6 @@ SPAN_BYTES = 64 << 20  # one range read covers neighbouring members up to this m
 SPAN_GAP = 1 << 20  # ...when less than this lies between one wanted member and the next
 BROKEN, MISSING = "read_broken_tar", "read_missing_from_tar"
 BROKEN_TAR = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a truncated, corrupt or missing tar raises
-
-
-def _pending(batch: Batch) -> list[int]:
-    return [i for i, error in enumerate(strings(batch, "error")) if not error]
 
 
 def _seconds(started: float, count: int) -> np.ndarray:
@@ -194,7 +190,7 @@ class EncodePairs:
 
     def __call__(self, batch: Batch) -> Batch:
         count = len(batch["id"])
-        ok = _pending(batch)
+        ok = pending(batch)
         captions = [str(batch["caption"][i]) for i in ok]
 
         started = time.perf_counter()

@@ -34,6 +34,11 @@ def strings(batch: Batch, name: str) -> list[str]:
     return [str(v) for v in batch[name].tolist()]
 
 
+def pending(batch: Batch) -> list[int]:
+    """The rows no stage has failed yet: the ones a stage still works on."""
+    return [i for i, error in enumerate(strings(batch, "error")) if not error]
+
+
 def rows_to_batch(rows: list[dict]) -> Batch:
     """Row dicts (all with the same keys) as a numpy batch: numbers as numeric arrays, the rest as objects."""
     batch = {}

@@ -16,13 +16,9 @@ from i2a_core.models.clip import ClipEncoder
 from i2a_core.models.translator import load_translator
 from i2a_core.specs import SOUNDS_LIKE, GenerationSettings, ModelSpec
 from i2a_core.stages.clips import seed_for
-from i2a_core.stages.images import objects, strings
+from i2a_core.stages.images import objects, pending, strings
 
 Batch = dict
-
-
-def _pending(batch: Batch) -> list[int]:
-    return [i for i, error in enumerate(strings(batch, "error")) if not error]
 
 
 class EncodeImages:
@@ -33,7 +29,7 @@ class EncodeImages:
         self.translator = load_translator(models.translator)
 
     def __call__(self, batch: Batch) -> Batch:
-        ok = _pending(batch)
+        ok = pending(batch)
         n = len(batch["input"])
         clap = np.zeros((n, self.translator.config.out_dim), np.float32)
         # Plain strings and lists cross Ray Data's Arrow blocks intact (a dict or None would not): the explanation
@@ -61,7 +57,7 @@ class EncodeTexts:
         self.clap = ClapTextEncoder.load(audioldm, device=device)
 
     def __call__(self, batch: Batch) -> Batch:
-        ok = _pending(batch)
+        ok = pending(batch)
         n = len(batch["input"])
         clap = np.zeros((n, self.clap.dim), np.float32)
         started = time.perf_counter()
@@ -84,7 +80,7 @@ class GenerateAudio:
         self.settings = settings
 
     def __call__(self, batch: Batch) -> Batch:
-        ok = _pending(batch)
+        ok = pending(batch)
         n = len(batch["input"])
         seeds = [seed_for(listing.os_string(relative), self.settings.seed) for relative in strings(batch, "relative")]
         waveforms = [None] * n
